@@ -1,0 +1,116 @@
+"""The on-disk layout of one ingest, as containerd's ``content/local`` keeps it.
+
+``<root>/ingest/<hex sha256 of ref>/`` holds ``ref`` (the ref itself),
+``data`` (the bytes so far; its size is the offset), ``startedat`` and
+``updatedat`` (RFC 3339 text, as Go's ``time.MarshalText``) and, when known,
+``total``.  ``updatedat`` is written only when a writer closes, so the data
+file's mtime wins when it is newer.  Small files are replaced atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lamina.content.base import Status
+from lamina.core.errors import NotFound
+
+
+def dir_name(ref: str) -> str:
+    return hashlib.sha256(ref.encode()).hexdigest()
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_time(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> datetime:
+    """Read our own timestamps and Go's RFC3339Nano (fromisoformat keeps µs)."""
+    return datetime.fromisoformat(text.strip()).astimezone(UTC)
+
+
+def mtime(st: os.stat_result) -> datetime:
+    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
+
+
+def write_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OnDisk:
+    """What a stopped ingest directory says about itself."""
+
+    ref: str
+    size: int
+    total: int
+    started_at: datetime
+    updated_at: datetime
+
+    def status(self) -> Status:
+        return Status(
+            ref=self.ref,
+            offset=self.size,
+            total=self.total,
+            expected="",
+            started_at=self.started_at,
+            updated_at=self.updated_at,
+        )
+
+
+def create(path: str, ref: str, total: int) -> datetime:
+    """(Re)write the metadata files of a fresh ingest; returns its start time."""
+    started = now()
+    write_atomic(os.path.join(path, "ref"), ref)
+    write_atomic(os.path.join(path, "startedat"), format_time(started))
+    write_atomic(os.path.join(path, "updatedat"), format_time(started))
+    set_total(path, total)
+    return started
+
+
+def set_total(path: str, total: int) -> None:
+    p = os.path.join(path, "total")
+    if total > 0:
+        write_atomic(p, str(total))
+    elif os.path.exists(p):
+        os.unlink(p)
+
+
+def load(path: str) -> OnDisk:
+    """Read an ingest directory; ``NotFound`` if it is missing or incomplete.
+
+    Incomplete directories are what a crash during creation or removal
+    leaves; listing skips them and a new writer on the ref starts over.
+    """
+    try:
+        st = os.stat(os.path.join(path, "data"))
+        ref = read_text(os.path.join(path, "ref"))
+        started = parse_time(read_text(os.path.join(path, "startedat")))
+        updated = parse_time(read_text(os.path.join(path, "updatedat")))
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        raise NotFound(f"ingest {os.path.basename(path)}") from e
+    try:
+        total = int(read_text(os.path.join(path, "total")))
+    except (FileNotFoundError, ValueError):
+        total = 0
+    return OnDisk(
+        ref=ref,
+        size=st.st_size,
+        total=total,
+        started_at=started,
+        updated_at=max(updated, mtime(st)),
+    )

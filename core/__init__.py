@@ -1,0 +1,1 @@
+"""lamina's daemon core: registry, config, metadata, errors, events, server."""

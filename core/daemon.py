@@ -1,0 +1,149 @@
+"""laminad: configuration, plugin start-up, serving, and orderly shutdown.
+
+On SIGTERM or SIGINT the daemon stops accepting calls, lets the ones in
+flight finish (event subscriptions are ended at once, so shutdown is quick),
+closes plugins in reverse init order (LMDB last), removes its socket and
+exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from lamina.core import config as configmod
+from lamina.core import log as logmod
+from lamina.core.errors import LaminaError
+from lamina.core.events import Exchange
+from lamina.core.registry import DaemonContext, PluginSet, Registry, check_required
+from lamina.core.server import create_server, listen
+from lamina.plugins.manager import load_registry
+from lamina.plugins.services import GRPC_PLUGIN
+
+log = logmod.get_logger()
+SHUTDOWN_GRACE_SECONDS = 5.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="laminad",
+        description="lamina's container supervisor daemon (containerd v1 API on a unix socket).",
+        epilog="example: laminad --root /tmp/lt/root --state /tmp/lt/state --address /tmp/lt/l.sock",
+    )
+    parser.add_argument("--config", "-c", help=f"config file (default {configmod.DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--root", help="persistent data directory (default /var/lib/lamina)")
+    parser.add_argument("--state", help="runtime state directory (default /run/lamina)")
+    parser.add_argument("--address", "-a", help="gRPC unix socket (default /run/lamina/lamina.sock)")
+    parser.add_argument("--log-level", "-l", choices=logmod.LEVELS, help="log level (default info)")
+    parser.add_argument("--log-format", choices=logmod.FORMATS, help="log format (default: json unless a TTY)")
+    sub = parser.add_subparsers(dest="command")
+    cfg = sub.add_parser("config", help="print configuration")
+    cfg_sub = cfg.add_subparsers(dest="action", required=True)
+    cfg_sub.add_parser("default", help="print the full default configuration")
+    cfg_sub.add_parser("dump", help="print the effective configuration (file and flags)")
+    return parser
+
+
+def _effective_config(args: argparse.Namespace) -> configmod.DaemonConfig:
+    config = configmod.load(args.config)
+    if args.root:
+        config.root = args.root
+    if args.state:
+        config.state = args.state
+    if args.address:
+        config.grpc.address = args.address
+    if args.log_level:
+        config.debug.level = args.log_level
+    if args.log_format:
+        config.debug.format = args.log_format
+    for path in (config.root, config.state, config.grpc.address):
+        if not os.path.isabs(path):
+            raise configmod.InvalidArgument(f"path {path!r} must be absolute")
+    return config
+
+
+async def _close_plugins(plugins: PluginSet) -> None:
+    for plugin in reversed(list(plugins)):
+        close = getattr(plugin.instance, "close", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - keep closing the others
+            log.warning("plugin close failed", plugin=plugin.registration.uri, error=str(exc))
+
+
+async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
+    for path in (config.root, config.state):
+        os.makedirs(path, mode=0o711, exist_ok=True)
+    exchange = Exchange()
+    daemon = DaemonContext(
+        root=config.root,
+        state=config.state,
+        address=config.grpc.address,
+        ttrpc_address=config.ttrpc_address,
+        exchange=exchange,
+    )
+    plugins = await registry.init_all(
+        configs=configmod.plugin_configs(config, registry.registrations()),
+        disabled=frozenset(config.disabled_plugins),
+        daemon=daemon,
+    )
+    try:
+        check_required(plugins, config.required_plugins)
+        server = create_server(config.grpc)
+        services = plugins.instances(GRPC_PLUGIN)
+        for service in services.values():
+            service.register(server)
+        await listen(server, config.grpc)
+        if "healthcheck" in services:
+            await services["healthcheck"].serving()
+        log.info("laminad ready", address=config.grpc.address, root=config.root, state=config.state)
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("laminad stopping")
+        exchange.close()
+        await server.stop(SHUTDOWN_GRACE_SECONDS)
+    finally:
+        await _close_plugins(plugins)
+        try:
+            os.unlink(config.grpc.address)
+        except FileNotFoundError:
+            pass
+    log.info("laminad stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _effective_config(args)
+        logmod.configure(config.debug.level, config.debug.format)
+        registry = load_registry()
+        if args.command == "config":
+            shown = configmod.DaemonConfig() if args.action == "default" else config
+            sys.stdout.write(configmod.to_toml(shown, configmod.plugin_configs(shown, registry.registrations())))
+            return 0
+        asyncio.run(serve(config, registry))
+    except LaminaError as exc:
+        print(f"laminad: {exc}", file=sys.stderr)
+        return 1
+    # Everything is closed by now; skip interpreter teardown, where grpc's
+    # core spends a second or more joining its threads.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The one error hierarchy of lamina.
+
+Stores, managers and plugins raise these; only the gRPC interceptor and the
+ttrpc server turn them into status codes (see ``lamina.core.errmap``).  The
+message puts the context first and the class text last, as containerd's
+errdefs do (``container "x": not found``), because Go clients strip that
+suffix when they wrap errors again.
+"""
+
+from __future__ import annotations
+
+
+class LaminaError(Exception):
+    """Base class: ``str(err)`` is ``"<context>: <kind text>"``."""
+
+    text = "unknown"
+
+    def __init__(self, context: str = "") -> None:
+        self.context = context
+        super().__init__(f"{context}: {self.text}" if context else self.text)
+
+
+class InvalidArgument(LaminaError):
+    text = "invalid argument"
+
+
+class NotFound(LaminaError):
+    text = "not found"
+
+
+class AlreadyExists(LaminaError):
+    text = "already exists"
+
+
+class FailedPrecondition(LaminaError):
+    text = "failed precondition"
+
+
+class Conflict(FailedPrecondition):
+    """An object is in a state that forbids the change (e.g. still in use)."""
+
+
+class NotModified(FailedPrecondition):
+    text = "not modified"
+
+
+class Unavailable(LaminaError):
+    text = "unavailable"
+
+
+class NotImplemented_(LaminaError):  # noqa: N801 - avoid shadowing the builtin
+    text = "not implemented"
+
+
+class OutOfRange(LaminaError):
+    """containerd 1.6 answers OUT_OF_RANGE for content offsets past the end."""
+
+    text = "out of range"
+
+
+# gRPC status codes as plain integers, so that the shim (which must not
+# import grpcio) and the ttrpc server share this table with the gRPC edge.
+CODE_OK = 0
+CODE_CANCELLED = 1
+CODE_UNKNOWN = 2
+CODE_DEADLINE_EXCEEDED = 4
+
+_CODES: dict[type[LaminaError], int] = {
+    InvalidArgument: 3,
+    NotFound: 5,
+    AlreadyExists: 6,
+    FailedPrecondition: 9,
+    OutOfRange: 11,
+    NotImplemented_: 12,
+    Unavailable: 14,
+}
+_CLASSES: dict[int, type[LaminaError]] = {code: cls for cls, code in _CODES.items()}
+
+
+def status_code(exc: BaseException) -> int:
+    """The gRPC status code (as an int) that ``exc`` is reported with."""
+    for cls in type(exc).__mro__:
+        if cls in _CODES:
+            return _CODES[cls]  # type: ignore[index]
+    return CODE_UNKNOWN
+
+
+def from_status(code: int, message: str) -> LaminaError:
+    """Rebuild a lamina error from a status received over gRPC or ttrpc.
+
+    The kind's suffix is stripped so that the error renders as it was raised.
+    """
+    cls = _CLASSES.get(code, LaminaError)
+    suffix = f": {cls.text}"
+    context = message[: -len(suffix)] if message.endswith(suffix) else message
+    if message == cls.text:
+        context = ""
+    return cls(context)

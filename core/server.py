@@ -1,0 +1,142 @@
+"""laminad's gRPC server: the unix socket, limits, and the request interceptor.
+
+The interceptor is the single place where lamina errors become gRPC status
+codes.  It also validates the ``containerd-namespace`` header, binds the
+namespace and lease into context variables for the stores, and binds the
+namespace and method into the log context.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+from lamina.core import namespaces
+from lamina.core.config import GrpcConfig
+from lamina.core.errors import CODE_UNKNOWN, InvalidArgument, LaminaError, status_code
+from lamina.core.log import get_logger
+
+log = get_logger()
+
+
+def _status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    code = status_code(exc)
+    if code == CODE_UNKNOWN and not isinstance(exc, LaminaError):
+        log.error("request failed", error=str(exc), exc_info=exc)
+    return _GRPC_CODES[code], str(exc)
+
+
+_GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}
+
+
+def _bind(details: grpc.HandlerCallDetails) -> None:
+    """Take namespace and lease from the metadata into context variables."""
+    metadata = dict(details.invocation_metadata or ())
+    namespace = metadata.get(namespaces.NAMESPACE_KEY, "")
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(rpc=details.method, namespace=namespace)
+    if namespace:
+        namespaces.validate_namespace(namespace)
+    namespaces.current_namespace.set(namespace)
+    namespaces.current_lease.set(metadata.get(namespaces.LEASE_KEY, ""))
+    log.debug("request")
+
+
+def _wrap_unary(details: grpc.HandlerCallDetails, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            _bind(details)
+            return await fn(request, context)
+        except LaminaError as exc:
+            await context.abort(*_status(exc))
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to UNKNOWN, logged once
+            await context.abort(*_status(exc))
+
+    return handler
+
+
+def _wrap_stream(
+    details: grpc.HandlerCallDetails, fn: Callable[..., AsyncIterator[Any]]
+) -> Callable[..., AsyncIterator[Any]]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            _bind(details)
+            async for item in fn(request, context):
+                yield item
+        except LaminaError as exc:
+            await context.abort(*_status(exc))
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to UNKNOWN, logged once
+            await context.abort(*_status(exc))
+
+    return handler
+
+
+class _Interceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        kinds = (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler, _wrap_unary),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler, _wrap_unary),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler, _wrap_stream),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler, _wrap_stream),
+        )
+        for attr, make, wrap in kinds:
+            fn = getattr(handler, attr)
+            if fn is not None:
+                return make(
+                    wrap(details, fn),  # type: ignore[arg-type]
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
+
+
+def _claim_socket(path: str) -> None:
+    """Remove a stale socket, but refuse to steal one a live daemon serves."""
+    os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise InvalidArgument(f"address {path!r} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        os.unlink(path)
+    else:
+        raise InvalidArgument(f"address {path!r} is in use by another daemon")
+    finally:
+        probe.close()
+
+
+def create_server(config: GrpcConfig) -> grpc.aio.Server:
+    return grpc.aio.server(
+        interceptors=[_Interceptor()],
+        options=[
+            ("grpc.max_receive_message_length", config.max_recv_message_size),
+            ("grpc.max_send_message_length", config.max_send_message_size),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+
+
+async def listen(server: grpc.aio.Server, config: GrpcConfig) -> None:
+    _claim_socket(config.address)
+    server.add_insecure_port(f"unix:{config.address}")
+    await server.start()
+    os.chmod(config.address, 0o660)
+    os.chown(config.address, config.uid, config.gid)

@@ -1,0 +1,23 @@
+"""Discovers plugin modules with pluggy and collects their registrations."""
+
+from __future__ import annotations
+
+import importlib
+
+import pluggy
+
+from lamina.core.registry import Registry
+from lamina.plugins import hookspecs
+from lamina.plugins.builtins import BUILTIN_MODULES
+
+
+def load_registry(*, entry_points: bool = True) -> Registry:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for name in BUILTIN_MODULES:
+        manager.register(importlib.import_module(name), name=name)
+    if entry_points:
+        manager.load_setuptools_entrypoints(hookspecs.PROJECT)
+    registry = Registry()
+    manager.hook.lamina_register_plugins(registry=registry)
+    return registry

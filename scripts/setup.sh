@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs everything lamina and its tests need on a Debian 12 machine, as root.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEBS=(containerd runc crun busybox-static docker-registry skopeo apache2-utils
+      golang-github-containerd-containerd-dev tmux util-linux)
+missing=()
+for pkg in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+# Debian starts these services on install; lamina's tests run their own.
+systemctl disable --now containerd docker-registry >/dev/null 2>&1 || true
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test,dev]'

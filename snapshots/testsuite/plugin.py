@@ -1,0 +1,178 @@
+"""pytest plugin: run the snapshotter conformance suite against a named snapshotter.
+
+``pytest --lamina-snapshotter=NAME`` collects ``suite.py`` (alone, unless
+paths are given too) with the snapshotter NAME resolves to:
+
+- ``overlayfs`` or ``native``: the built-in snapshotters;
+- ``package.module:factory``: any callable taking a root directory and
+  returning a ``Snapshotter``, for out-of-tree authors.
+
+A test module may instead import the suite's tests and override the
+``snapshotter_name`` fixture (that is how lamina runs it for both built-ins).
+The suite needs root and real mounts; it skips without them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from lamina.core.registry import SkipPlugin
+from lamina.snapshots.base import Snapshotter
+from lamina.snapshots.testsuite.mounting import Mounter, mounts_under
+
+Factory = Callable[[str], Snapshotter]
+SUITE = Path(__file__).with_name("suite.py")
+SUITE_MODULE = "lamina.snapshots.testsuite.suite"
+
+
+def _overlay(root: str) -> Snapshotter:
+    from lamina.snapshots.overlay import OverlaySnapshotter, check_supported
+
+    check_supported(root)
+    return OverlaySnapshotter(root)
+
+
+def _native(root: str) -> Snapshotter:
+    from lamina.snapshots.native import NativeSnapshotter
+
+    return NativeSnapshotter(root)
+
+
+BUILTINS: dict[str, Factory] = {"overlayfs": _overlay, "native": _native}
+
+
+def resolve(name: str) -> Factory:
+    """A built-in name or ``module:callable``."""
+    if name in BUILTINS:
+        return BUILTINS[name]
+    module, sep, attr = name.partition(":")
+    if not sep or not module or not attr:
+        raise pytest.UsageError(
+            f"--lamina-snapshotter={name!r}: use one of {sorted(BUILTINS)} or 'module:factory'"
+        )
+    factory = getattr(importlib.import_module(module), attr)
+    if not callable(factory):
+        raise pytest.UsageError(f"--lamina-snapshotter={name!r} is not callable")
+    return factory  # type: ignore[no-any-return]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("lamina").addoption(
+        "--lamina-snapshotter",
+        default=None,
+        metavar="NAME",
+        help="run the snapshotter conformance suite against NAME "
+        f"({', '.join(BUILTINS)}, or module:factory taking a root path)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    name = config.getoption("lamina_snapshotter")
+    if not name:
+        return
+    resolve(name)  # fail early on a bad name
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(SUITE)]
+    elif str(SUITE) not in config.args:
+        config.args.append(str(SUITE))
+
+
+class _SuiteModule(pytest.Module):
+    """Collects the already importable suite module instead of importing it by path,
+    which would give it a second identity in editable installs."""
+
+    def _getobj(self) -> ModuleType:
+        return importlib.import_module(SUITE_MODULE)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    if module_path == SUITE:
+        return _SuiteModule.from_parent(parent, path=module_path)
+    return None
+
+
+@pytest.fixture
+def snapshotter_name(request: pytest.FixtureRequest) -> str:
+    name = request.config.getoption("lamina_snapshotter")
+    if not name:
+        pytest.skip("no --lamina-snapshotter given")
+    return str(name)
+
+
+@pytest.fixture
+def snapshotter_factory(snapshotter_name: str) -> Factory:
+    return resolve(snapshotter_name)
+
+
+@pytest.fixture
+def suite_dir() -> Iterator[str]:
+    """A short directory under /tmp (overlay options are limited to a page).
+
+    Teardown fails the test if anything is still mounted below it.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("the snapshotter suite needs root to mount")
+    td = tempfile.mkdtemp(prefix="lss-", dir="/tmp")
+    try:
+        yield td
+        left = mounts_under(td)
+        for point in reversed(left):
+            subprocess.run(["umount", "-l", point], check=False, capture_output=True)
+        assert not left, f"mounts left behind: {left}"
+    finally:
+        if not mounts_under(td):
+            shutil.rmtree(td, ignore_errors=True)
+
+
+@pytest.fixture
+def mounter(suite_dir: str) -> Iterator[Mounter]:
+    m = Mounter()
+    try:
+        yield m
+    finally:
+        m.unmount_all()
+
+
+@pytest.fixture
+def work(suite_dir: str) -> str:
+    """Scratch space for mount points and expected trees."""
+    path = os.path.join(suite_dir, "w")
+    os.mkdir(path)
+    return path
+
+
+@pytest.fixture
+def snapshot_root(suite_dir: str) -> str:
+    return os.path.join(suite_dir, "r")
+
+
+@pytest.fixture
+def snapshotter(
+    snapshotter_factory: Factory, snapshot_root: str, mounter: Mounter
+) -> Iterator[Snapshotter]:
+    """A fresh snapshotter; the umask is cleared as containerd's suite does.
+
+    It depends on ``mounter`` so that mounts are gone before it closes.
+    """
+    old = os.umask(0)
+    try:
+        try:
+            sn = snapshotter_factory(snapshot_root)
+        except SkipPlugin as exc:
+            pytest.skip(str(exc))
+        try:
+            yield sn
+        finally:
+            sn.close()
+    finally:
+        os.umask(old)

@@ -1,0 +1,156 @@
+"""Session fixtures: a real laminad on a short temp root, and the real ``ctr``.
+
+AF_UNIX paths are limited to 108 bytes, so every daemon lives under a short
+``/tmp/lt-*`` directory.  Teardown stops the daemon with SIGTERM and checks
+that it exited 0 and left no socket, mounts or shims behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+CTR = "/usr/bin/ctr"
+START_TIMEOUT = 15.0
+
+
+@dataclass
+class Daemon:
+    """A laminad process and where it keeps things."""
+
+    base: str
+    root: str
+    state: str
+    address: str
+    log_path: str
+    extra_args: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            ["laminad", "--root", self.root, "--state", self.state, "--address", self.address,
+             "--log-level", "debug", "--log-format", "json", *self.extra_args],
+            stdout=log, stderr=log, start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"laminad exited with {self.process.returncode}:\n{self.log()}")
+            if os.path.exists(self.address):
+                probe = subprocess.run([CTR, "-a", self.address, "version"], capture_output=True)
+                if probe.returncode == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"laminad did not answer within {START_TIMEOUT}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.process = None
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-20000:]
+
+    def mounts_below(self) -> list[str]:
+        with open("/proc/mounts") as f:
+            return [line.split()[1] for line in f if line.split()[1].startswith(self.base)]
+
+
+def make_daemon(extra_args: list[str] | None = None) -> Daemon:
+    base = tempfile.mkdtemp(prefix="lt-", dir="/tmp")
+    return Daemon(
+        base=base,
+        root=f"{base}/root",
+        state=f"{base}/state",
+        address=f"{base}/l.sock",
+        log_path=f"{base}/laminad.log",
+        extra_args=extra_args or [],
+    )
+
+
+def finish(daemon: Daemon) -> None:
+    """Stop a daemon and check it left nothing behind, then remove its dirs."""
+    if daemon.process is not None:
+        rc = daemon.stop()
+        assert rc == 0, f"laminad exited {rc}:\n{daemon.log()}"
+    assert not os.path.exists(daemon.address), "socket left behind"
+    assert daemon.mounts_below() == [], f"mounts left behind: {daemon.mounts_below()}"
+    shutil.rmtree(daemon.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[Daemon]:
+    """One laminad for the whole session; tests isolate themselves by namespace."""
+    d = make_daemon()
+    d.start()
+    yield d
+    finish(d)
+
+
+@pytest.fixture
+def fresh_daemon() -> Iterator[Callable[..., Daemon]]:
+    """A factory for daemons of the test's own (restart, config, crash tests)."""
+    made: list[Daemon] = []
+
+    def factory(extra_args: list[str] | None = None, start: bool = True) -> Daemon:
+        d = make_daemon(extra_args)
+        made.append(d)
+        if start:
+            d.start()
+        return d
+
+    yield factory
+    for d in made:
+        finish(d)
+
+
+@pytest.fixture
+def ns(request: pytest.FixtureRequest) -> str:
+    """A namespace unique to the test, so tests sharing a daemon do not collide."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", request.node.name).strip("-")[:60]
+    return f"t-{name}".lower()
+
+
+@dataclass
+class Runner:
+    """Runs a command-line client against a daemon, ``ctr`` or ``lamina``."""
+
+    argv0: list[str]
+    address: str
+    namespace: str = "default"
+
+    def __call__(self, *args: str, check: bool = True, input: bytes | None = None,
+                 namespace: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        argv = [*self.argv0, "--address", self.address, "--namespace", namespace or self.namespace, *args]
+        result = subprocess.run(argv, capture_output=True, input=input.decode() if input else None,
+                                text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{argv} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+
+@pytest.fixture
+def ctr(daemon: Daemon, ns: str) -> Runner:
+    if not os.path.exists(CTR):
+        pytest.skip("the reference client /usr/bin/ctr (Debian package containerd) is not installed")
+    return Runner([CTR], daemon.address, ns)
+
+
+@pytest.fixture
+def lamina(daemon: Daemon, ns: str) -> Runner:
+    return Runner(["lamina"], daemon.address, ns)
