@@ -154,3 +154,13 @@ def ctr(daemon: Daemon, ns: str) -> Runner:
 @pytest.fixture
 def lamina(daemon: Daemon, ns: str) -> Runner:
     return Runner(["lamina"], daemon.address, ns)
+
+
+@pytest.fixture(scope="session")
+def busybox_archive(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The busybox test image (OCI archive), built offline from busybox-static."""
+    from tests.images import write_busybox_archive
+
+    if not os.path.exists("/bin/busybox"):
+        pytest.skip("busybox-static is not installed")
+    return write_busybox_archive(str(tmp_path_factory.mktemp("images") / "busybox.tar"))

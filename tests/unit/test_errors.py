@@ -1,0 +1,27 @@
+"""Error classes map to gRPC codes and back without losing the message."""
+
+from __future__ import annotations
+
+import pytest
+
+from lamina.core import errors
+
+
+@pytest.mark.parametrize(("cls", "code"), [
+    (errors.InvalidArgument, 3), (errors.NotFound, 5), (errors.AlreadyExists, 6),
+    (errors.FailedPrecondition, 9), (errors.Conflict, 9),
+    (errors.OutOfRange, 11), (errors.NotImplemented_, 12), (errors.Unavailable, 14),
+])
+def test_round_trip(cls: type[errors.LaminaError], code: int) -> None:
+    exc = cls("container 'x'")
+    assert errors.status_code(exc) == code
+    back = errors.from_status(code, str(exc))
+    assert isinstance(back, errors._CLASSES[code])
+    assert back.context == "container 'x'"
+    assert str(back) == str(exc).replace(exc.text, back.text)
+
+
+def test_plain_exceptions_are_unknown_and_bare_class_text_has_no_context() -> None:
+    assert errors.status_code(ValueError("x")) == errors.CODE_UNKNOWN
+    assert errors.from_status(5, "not found").context == ""
+    assert str(errors.NotFound("container 'x'")) == "container 'x': not found"
