@@ -56,9 +56,7 @@ def resolve(name: str) -> Factory:
         return BUILTINS[name]
     module, sep, attr = name.partition(":")
     if not sep or not module or not attr:
-        raise pytest.UsageError(
-            f"--lamina-snapshotter={name!r}: use one of {sorted(BUILTINS)} or 'module:factory'"
-        )
+        raise pytest.UsageError(f"--lamina-snapshotter={name!r}: use one of {sorted(BUILTINS)} or 'module:factory'")
     factory = getattr(importlib.import_module(module), attr)
     if not callable(factory):
         raise pytest.UsageError(f"--lamina-snapshotter={name!r} is not callable")
@@ -115,7 +113,7 @@ def snapshotter_factory(snapshotter_name: str) -> Factory:
 
 
 @pytest.fixture
-def suite_dir() -> Iterator[str]:
+def snapshot_tmp() -> Iterator[str]:
     """A short directory under /tmp (overlay options are limited to a page).
 
     Teardown fails the test if anything is still mounted below it.
@@ -135,7 +133,7 @@ def suite_dir() -> Iterator[str]:
 
 
 @pytest.fixture
-def mounter(suite_dir: str) -> Iterator[Mounter]:
+def snapshot_mounter(snapshot_tmp: str) -> Iterator[Mounter]:
     m = Mounter()
     try:
         yield m
@@ -144,25 +142,23 @@ def mounter(suite_dir: str) -> Iterator[Mounter]:
 
 
 @pytest.fixture
-def work(suite_dir: str) -> str:
+def snapshot_work(snapshot_tmp: str) -> str:
     """Scratch space for mount points and expected trees."""
-    path = os.path.join(suite_dir, "w")
+    path = os.path.join(snapshot_tmp, "w")
     os.mkdir(path)
     return path
 
 
 @pytest.fixture
-def snapshot_root(suite_dir: str) -> str:
-    return os.path.join(suite_dir, "r")
+def snapshot_root(snapshot_tmp: str) -> str:
+    return os.path.join(snapshot_tmp, "r")
 
 
 @pytest.fixture
-def snapshotter(
-    snapshotter_factory: Factory, snapshot_root: str, mounter: Mounter
-) -> Iterator[Snapshotter]:
+def snapshotter(snapshotter_factory: Factory, snapshot_root: str, snapshot_mounter: Mounter) -> Iterator[Snapshotter]:
     """A fresh snapshotter; the umask is cleared as containerd's suite does.
 
-    It depends on ``mounter`` so that mounts are gone before it closes.
+    It depends on ``snapshot_mounter`` so that mounts are gone before it closes.
     """
     old = os.umask(0)
     try:
