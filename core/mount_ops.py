@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -304,9 +303,17 @@ def mounted(mounts: Sequence[Mount], *, parent: str | None = None) -> Iterator[s
             yield path
         finally:
             unmount_all(path)
-    finally:
-        if not os.path.ismount(path):
-            shutil.rmtree(path, ignore_errors=True)
+    except BaseException:
+        _remove_mountpoint(path)
+        raise
+    _remove_mountpoint(path)
+
+
+def _remove_mountpoint(path: str) -> None:
+    # rmdir, never a recursive delete: if something is still mounted here
+    # it is not ours to empty.
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
 
 
 def direct_dirs(mounts: Sequence[Mount]) -> DirectDirs | None:

@@ -26,16 +26,15 @@ from __future__ import annotations
 import errno
 import os
 import stat
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import BinaryIO
 
 import structlog
 
 from lamina.core.errors import InvalidArgument
 from lamina.diff import paths
+from lamina.diff import tarstream as ts
 from lamina.diff.copyup import copy_dir_info, copy_up
 from lamina.diff.reader import LayerReader
 
@@ -43,13 +42,12 @@ log = structlog.get_logger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_OPAQUE = ".wh..wh..opq"
-XATTR_PAX_PREFIX = "SCHILY.xattr."
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_DEVICE_TYPES = {tarfile.CHRTYPE: stat.S_IFCHR, tarfile.BLKTYPE: stat.S_IFBLK,
-                 tarfile.FIFOTYPE: stat.S_IFIFO}
-_REGULAR_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_DEVICE_TYPES = {ts.CHR: stat.S_IFCHR, ts.BLK: stat.S_IFBLK, ts.FIFO: stat.S_IFIFO}
+_REGULAR_TYPES = frozenset({ts.REG, ts.AREG, ts.CONT})
+_OTHER_TYPES = frozenset({ts.DIR, ts.SYM, ts.LNK, *_DEVICE_TYPES})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,14 +58,9 @@ class ApplyResult:
     size: int
 
 
-def _times_ns(member: tarfile.TarInfo) -> tuple[int, int]:
-    def ns(key: str, default: float) -> int:
-        raw = member.pax_headers.get(key)
-        return int(Decimal(raw) * 1_000_000_000) if raw else int(default) * 1_000_000_000
-
-    mtime = ns("mtime", member.mtime)
-    atime = ns("atime", member.mtime) if "atime" in member.pax_headers else mtime
-    return max(atime, mtime), mtime
+def _times_ns(member: ts.Entry) -> tuple[int, int]:
+    """(atime, mtime): containerd never sets an atime older than the mtime."""
+    return max(member.atime_ns, member.mtime_ns), member.mtime_ns
 
 
 class _Applier:
@@ -140,14 +133,12 @@ class _Applier:
 
     # -- entries -----------------------------------------------------------
 
-    def apply(self, member: tarfile.TarInfo, reader: LayerReader) -> None:
+    def apply(self, member: ts.Entry, tar: ts.TarStream) -> None:
         name = member.name
         rel = paths.clean(name)
         if not rel:
             log.debug("layer entry ignored: resolves to root", entry=name)
             return
-        if member.issparse():
-            raise InvalidArgument(f"layer entry {name!r}: sparse files are not supported")
         rel_dir, _, base = rel.rpartition("/")
         parent = self._mkparents(self._parent(rel_dir), name)
         path = parent + "/" + base
@@ -156,42 +147,42 @@ class _Applier:
             self._whiteout(member, parent, base)
             return
 
-        try:
-            st: os.stat_result | None = os.lstat(path)
-        except FileNotFoundError:
-            st = None
-        if st is not None and not (stat.S_ISDIR(st.st_mode) and member.isdir()):
-            self._remove(path)
-            st = None
-
-        t = member.type
-        if t in _REGULAR_TYPES:
-            self._regular(member, reader, path)
-        elif t == tarfile.DIRTYPE:
-            if st is None:
-                os.mkdir(path, 0o700)
-            self._metadata(member, path)
-            atime, mtime = _times_ns(member)
-            self._dir_times.append((rel, atime, mtime))
-        elif t == tarfile.SYMTYPE:
-            os.symlink(member.linkname, path)
-            self._forget()
-            self._metadata(member, path)
-        elif t == tarfile.LNKTYPE:
-            os.link(self._link_target(member), path, follow_symlinks=False)
-            self._metadata(member, path)
-        elif t in _DEVICE_TYPES:
-            os.mknod(path, _DEVICE_TYPES[t] | 0o600, os.makedev(member.devmajor, member.devminor))
-            self._metadata(member, path)
-        else:
+        t = member.typeflag
+        if t not in _REGULAR_TYPES and t not in _OTHER_TYPES:
             raise InvalidArgument(f"layer entry {name!r}: unhandled tar entry type {t!r}")
+        # Create first and look only on a clash: most entries land on fresh paths.
+        try:
+            self._create(member, tar, path)
+        except FileExistsError:
+            if not (t == ts.DIR and stat.S_ISDIR(os.lstat(path).st_mode)):
+                self._remove(path)
+                self._create(member, tar, path)
+        if t == ts.DIR:
+            self._dirs_known.add(path)
+            self._dir_times.append((rel, *_times_ns(member)))
+        if t not in _REGULAR_TYPES:
+            self._metadata(member, path)
         if self.lowers is None:
             self._unpacked.add(path)
 
-    def _regular(self, member: tarfile.TarInfo, reader: LayerReader, path: str) -> None:
+    def _create(self, member: ts.Entry, tar: ts.TarStream, path: str) -> None:
+        t = member.typeflag
+        if t in _REGULAR_TYPES:
+            self._regular(member, tar, path)
+        elif t == ts.DIR:
+            os.mkdir(path, 0o700)
+        elif t == ts.SYM:
+            os.symlink(member.linkname, path)
+            self._forget()
+        elif t == ts.LNK:
+            os.link(self._link_target(member), path, follow_symlinks=False)
+        else:
+            os.mknod(path, _DEVICE_TYPES[t] | 0o600, os.makedev(member.devmajor, member.devminor))
+
+    def _regular(self, member: ts.Entry, tar: ts.TarStream, path: str) -> None:
         fd = os.open(path, _FILE_FLAGS, 0o600)
         try:
-            reader.copy_to(fd, member.size, member.name)
+            tar.copy_data(fd, member.name)
             os.fchown(fd, member.uid, member.gid)
             _set_xattrs(member, fd)
             os.fchmod(fd, member.mode & 0o7777)
@@ -200,16 +191,16 @@ class _Applier:
         finally:
             os.close(fd)
 
-    def _metadata(self, member: tarfile.TarInfo, path: str) -> None:
+    def _metadata(self, member: ts.Entry, path: str) -> None:
         os.chown(path, member.uid, member.gid, follow_symlinks=False)
         _set_xattrs(member, path)
-        if member.type != tarfile.SYMTYPE:
+        if member.typeflag != ts.SYM:
             os.chmod(path, member.mode & 0o7777)
-        if member.type != tarfile.DIRTYPE:
+        if member.typeflag != ts.DIR:
             atime, mtime = _times_ns(member)
             os.utime(path, ns=(atime, mtime), follow_symlinks=False)
 
-    def _link_target(self, member: tarfile.TarInfo) -> str:
+    def _link_target(self, member: ts.Entry) -> str:
         rel = paths.clean(member.linkname)
         rel_dir, _, base = rel.rpartition("/")
         if not rel:
@@ -234,7 +225,7 @@ class _Applier:
     def _mkparents_plain(self, comps: list[str]) -> str:
         return self._mkparents(comps, "/".join(comps))
 
-    def _whiteout(self, member: tarfile.TarInfo, parent: str, base: str) -> None:
+    def _whiteout(self, member: ts.Entry, parent: str, base: str) -> None:
         if base == WHITEOUT_OPAQUE:
             if self.lowers is not None:
                 os.setxattr(parent, OVERLAY_OPAQUE_XATTR, b"y", follow_symlinks=False)
@@ -264,12 +255,8 @@ class _Applier:
                 continue
 
 
-def _set_xattrs(member: tarfile.TarInfo, target: int | str) -> None:
-    for key, value in member.pax_headers.items():
-        if not key.startswith(XATTR_PAX_PREFIX):
-            continue
-        attr = key[len(XATTR_PAX_PREFIX):]
-        raw = value.encode("utf-8", "surrogateescape")
+def _set_xattrs(member: ts.Entry, target: int | str) -> None:
+    for attr, raw in member.xattrs.items():
         try:
             if isinstance(target, int):
                 os.setxattr(target, attr, raw)
@@ -317,32 +304,11 @@ def apply_layer(stream: BinaryIO, root: str, *,
     applier = _Applier(root, overlay_lowers)
     reader = LayerReader(stream)
     try:
-        head = reader.peek(tarfile.BLOCKSIZE)
-        if head.strip(b"\0"):
-            _apply_entries(applier, reader)
+        tar = ts.TarStream(reader)
+        while (member := tar.next()) is not None:
+            applier.apply(member, tar)
         applier.finish()
         reader.finish()
     finally:
         reader.close()
     return ApplyResult(diff_id=reader.digest, size=reader.size)
-
-
-def _apply_entries(applier: _Applier, reader: LayerReader) -> None:
-    try:
-        tf = tarfile.open(fileobj=reader, mode="r:")  # type: ignore[call-overload]
-    except tarfile.ReadError as e:
-        raise InvalidArgument(f"layer: not a tar archive: {e}") from None
-    while True:
-        try:
-            member = tf.next()
-        except tarfile.ReadError as e:
-            raise InvalidArgument(f"layer: {e}") from None
-        if member is None:
-            break
-        tf.members.clear()
-        applier.apply(member, reader)
-    # tarfile ends quietly on a damaged or cut header; only a zero block (or
-    # the stream ending on a block boundary) is a real end of archive.
-    tail = reader.last_block
-    if tail.strip(b"\0") or 0 < len(tail) < tarfile.BLOCKSIZE:
-        raise InvalidArgument("layer: invalid or truncated tar header")

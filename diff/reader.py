@@ -7,9 +7,8 @@ through the hash, including what ``tarfile`` never asks for (the trailing
 zero blocks and any padding after them): the diff_id is the digest of the
 whole tar, as containerd's apply computes it.
 
-The reader is seekable forward only, which is all ``tarfile``'s "r:" mode
-needs to skip to the next header, and lets file data be written straight
-from the decompressed chunks without going through ``tarfile``'s buffers.
+File data is written straight from the decompressed chunks, without an
+intermediate copy.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from lamina.diff.compression import Compression, decompressed_chunks
 
 _QUEUE_DEPTH = 8
 _EOF = object()
-_BLOCK = 512
 
 
 class LayerReader:
@@ -36,9 +34,7 @@ class LayerReader:
         self._stop = threading.Event()
         self._chunk = memoryview(b"")
         self._off = 0
-        self._pos = 0
         self._eof = False
-        self.last_block = b""
         self.compression = Compression.UNCOMPRESSED
         self.digest = ""
         self.size = 0
@@ -96,48 +92,15 @@ class LayerReader:
             take = min(want, len(self._chunk) - self._off)
             parts.append(self._chunk[self._off:self._off + take].tobytes())
             self._off += take
-            self._pos += take
             want -= take
-        data = b"".join(parts)
-        if n == _BLOCK:
-            self.last_block = data
-        return data
-
-    def peek(self, n: int) -> bytes:
-        """Up to ``n`` bytes ahead (fewer only at end of stream), not consumed."""
-        if not self._fill():
-            return b""
-        while len(self._chunk) - self._off < n and not self._eof:
-            rest = self._chunk[self._off:].tobytes()
-            self._off = len(self._chunk)
-            if not self._fill():
-                self._chunk, self._off = memoryview(rest), 0
-                break
-            self._chunk = memoryview(rest + self._chunk[self._off:].tobytes())
-            self._off = 0
-        return self._chunk[self._off:self._off + n].tobytes()
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seekable(self) -> bool:
-        return True
-
-    def seek(self, pos: int, whence: int = os.SEEK_SET) -> int:
-        if whence == os.SEEK_CUR:
-            pos += self._pos
-        elif whence != os.SEEK_SET:
-            raise OSError("layer stream: only forward seeks are supported")
-        if pos < self._pos:
-            raise OSError("layer stream: cannot seek backwards")
-        self.skip(pos - self._pos)
-        return self._pos
+        return b"".join(parts)
 
     def skip(self, n: int) -> None:
-        while n and self._fill():
+        while n:
+            if not self._fill():
+                raise InvalidArgument("layer: unexpected end of data")
             take = min(n, len(self._chunk) - self._off)
             self._off += take
-            self._pos += take
             n -= take
 
     def copy_to(self, fd: int, n: int, name: str) -> None:
@@ -150,13 +113,11 @@ class LayerReader:
             while view:
                 view = view[os.write(fd, view):]
             self._off += take
-            self._pos += take
             n -= take
 
     def finish(self) -> None:
         """Consume (and so digest) the rest of the stream; wait for the digest."""
         while self._fill():
-            self._pos += len(self._chunk) - self._off
             self._off = len(self._chunk)
         self._thread.join()
 
