@@ -10,6 +10,7 @@ resize lock guarantees.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import threading
@@ -159,7 +160,7 @@ class Database:
                     return fn(Txn(txn))
             except lmdb.MapFullError:
                 size = self._env.info()["map_size"] * 2
-                self._lock.resize(lambda: self._env.set_mapsize(size))
+                self._lock.resize(functools.partial(self._env.set_mapsize, size))
                 log.info("metadata map grown", map_size=size)
             finally:
                 self._lock.leave()

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import descriptor_pb2
+
 from lamina.api import generate
 
 pytestmark = pytest.mark.timeout(120)

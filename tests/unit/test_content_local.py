@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from lamina.content.local import LocalStore
 from lamina.core.errors import (
     AlreadyExists,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from lamina.core.errors import InvalidArgument
 from lamina.core.filters import (
     Adaptor,

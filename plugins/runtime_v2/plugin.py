@@ -1,0 +1,72 @@
+"""The ``io.containerd.runtime.v2.task`` plugin: shim manager and events endpoint.
+
+Config (``[plugins."io.containerd.runtime.v2.task"]``) maps runtime names to
+shim binaries.  Entries given in the file are laid over the defaults, so that
+setting ``runtimes = {"io.containerd.runc.v2" = "containerd-shim-runc-v2"}``
+makes lamina drive containerd's shim while ``io.containerd.lamina.v2`` still
+resolves to lamina's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lamina.core.metadata.containers import ContainerStore
+from lamina.core.registry import InitContext, Registration, Registry
+from lamina.plugins import hookimpl
+from lamina.plugins.metadata import METADATA_PLUGIN
+from lamina.plugins.runtime_v2.events import EventsEndpoint
+from lamina.plugins.runtime_v2.manager import TaskManager
+
+RUNTIME_PLUGIN = "io.containerd.runtime.v2"
+LAMINA_SHIM = "containerd-shim-lamina-v2"
+DEFAULT_RUNTIMES: dict[str, str] = {
+    "io.containerd.runc.v2": LAMINA_SHIM,
+    "io.containerd.lamina.v2": LAMINA_SHIM,
+}
+
+
+@dataclass(kw_only=True)
+class RuntimeConfig:
+    # runtime name -> shim binary (a name looked up on PATH, or an absolute path)
+    runtimes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RUNTIMES))
+
+
+class RuntimeV2:
+    """What the plugin exports: the task manager, plus the events endpoint it owns."""
+
+    def __init__(self, manager: TaskManager, endpoint: EventsEndpoint) -> None:
+        self.tasks = manager
+        self._endpoint = endpoint
+
+    async def close(self) -> None:
+        await self.tasks.close()
+        await self._endpoint.close()
+
+
+async def _init(ic: InitContext) -> RuntimeV2:
+    config: RuntimeConfig = ic.config
+    endpoint = EventsEndpoint(ic.daemon.exchange)
+    await endpoint.start(ic.daemon.ttrpc_address)
+    manager = TaskManager(
+        root=ic.root_dir,
+        state=ic.state_dir,
+        address=ic.daemon.address,
+        ttrpc_address=ic.daemon.ttrpc_address,
+        exchange=ic.daemon.exchange,
+        containers=ContainerStore(ic.get(METADATA_PLUGIN)),
+        runtimes={**DEFAULT_RUNTIMES, **config.runtimes},
+    )
+    try:
+        await manager.load_existing()
+    except BaseException:
+        await endpoint.close()
+        raise
+    return RuntimeV2(manager, endpoint)
+
+
+@hookimpl
+def lamina_register_plugins(registry: Registry) -> None:
+    registry.add(
+        Registration(type=RUNTIME_PLUGIN, id="task", requires=(METADATA_PLUGIN,), config=RuntimeConfig, init=_init)
+    )

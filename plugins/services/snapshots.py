@@ -1,0 +1,127 @@
+"""containerd.services.snapshots.v1 over the namespaced snapshot stores.
+
+Mirrors containerd 1.6's ``services/snapshots``: the snapshotter is named in
+every request (a missing or unknown one is INVALID_ARGUMENT, "snapshotter
+not loaded"), Prepare/Commit/Remove publish ``/snapshot/prepare|commit|remove``
+after they succeed (View publishes nothing), and List streams batches of 100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+from google.protobuf import empty_pb2
+
+from lamina.api.events import snapshot_pb2 as events_pb2
+from lamina.api.services import snapshots_pb2 as pb
+from lamina.api.services import snapshots_pb2_grpc as pb_grpc
+from lamina.api.types import mount_pb2
+from lamina.core import namespaces
+from lamina.core.errors import InvalidArgument
+from lamina.core.events import Exchange
+from lamina.core.metadata.snapshots import SnapshotStore
+from lamina.core.mounts import Mount
+from lamina.core.registry import InitContext, Registration, Registry
+from lamina.plugins import hookimpl
+from lamina.plugins.services import GRPC_PLUGIN
+from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE
+from lamina.snapshots.base import Info, Kind
+
+_LIST_BATCH = 100
+
+
+def _mounts_pb(mounts: Sequence[Mount]) -> list[mount_pb2.Mount]:
+    return [mount_pb2.Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
+
+
+def _info_pb(info: Info) -> pb.Info:
+    message = pb.Info(name=info.key, parent=info.parent, kind=int(info.kind) or int(Kind.COMMITTED),
+                      labels=dict(info.labels))
+    message.created_at.FromDatetime(info.created_at)
+    message.updated_at.FromDatetime(info.updated_at)
+    return message
+
+
+class SnapshotsService(pb_grpc.SnapshotsServicer):
+    def __init__(self, stores: dict[str, SnapshotStore], exchange: Exchange) -> None:
+        self._stores = stores
+        self._exchange = exchange
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_SnapshotsServicer_to_server(self, server)
+
+    def _store(self, name: str) -> SnapshotStore:
+        if not name:
+            raise InvalidArgument("snapshotter argument missing")
+        store = self._stores.get(name)
+        if store is None:
+            raise InvalidArgument(f"snapshotter not loaded: {name}")
+        return store
+
+    async def Prepare(self, request: pb.PrepareSnapshotRequest, context: object) -> pb.PrepareSnapshotResponse:  # noqa: N802
+        store = self._store(request.snapshotter)
+        ns = namespaces.required()
+        mounts = await store.prepare(ns, request.key, request.parent, dict(request.labels),
+                                     lease=namespaces.lease())
+        self._exchange.publish(ns, "/snapshot/prepare",
+                               events_pb2.SnapshotPrepare(key=request.key, parent=request.parent))
+        return pb.PrepareSnapshotResponse(mounts=_mounts_pb(mounts))
+
+    async def View(self, request: pb.ViewSnapshotRequest, context: object) -> pb.ViewSnapshotResponse:  # noqa: N802
+        store = self._store(request.snapshotter)
+        mounts = await store.view(namespaces.required(), request.key, request.parent, dict(request.labels),
+                                  lease=namespaces.lease())
+        return pb.ViewSnapshotResponse(mounts=_mounts_pb(mounts))
+
+    async def Mounts(self, request: pb.MountsRequest, context: object) -> pb.MountsResponse:  # noqa: N802
+        store = self._store(request.snapshotter)
+        return pb.MountsResponse(mounts=_mounts_pb(await store.mounts(namespaces.required(), request.key)))
+
+    async def Commit(self, request: pb.CommitSnapshotRequest, context: object) -> empty_pb2.Empty:  # noqa: N802
+        store = self._store(request.snapshotter)
+        ns = namespaces.required()
+        await store.commit(ns, request.name, request.key, dict(request.labels), lease=namespaces.lease())
+        self._exchange.publish(ns, "/snapshot/commit", events_pb2.SnapshotCommit(key=request.key, name=request.name))
+        return empty_pb2.Empty()
+
+    async def Remove(self, request: pb.RemoveSnapshotRequest, context: object) -> empty_pb2.Empty:  # noqa: N802
+        store = self._store(request.snapshotter)
+        ns = namespaces.required()
+        await store.remove(ns, request.key, lease=namespaces.lease())
+        self._exchange.publish(ns, "/snapshot/remove", events_pb2.SnapshotRemove(key=request.key))
+        return empty_pb2.Empty()
+
+    async def Stat(self, request: pb.StatSnapshotRequest, context: object) -> pb.StatSnapshotResponse:  # noqa: N802
+        store = self._store(request.snapshotter)
+        return pb.StatSnapshotResponse(info=_info_pb(await store.stat(namespaces.required(), request.key)))
+
+    async def Update(self, request: pb.UpdateSnapshotRequest, context: object) -> pb.UpdateSnapshotResponse:  # noqa: N802
+        store = self._store(request.snapshotter)
+        info = Info(key=request.info.name, labels=dict(request.info.labels))
+        updated = await store.update(namespaces.required(), info, list(request.update_mask.paths))
+        return pb.UpdateSnapshotResponse(info=_info_pb(updated))
+
+    async def List(self, request: pb.ListSnapshotsRequest, context: object) -> AsyncIterator[pb.ListSnapshotsResponse]:  # noqa: N802
+        store = self._store(request.snapshotter)
+        infos = await store.list(namespaces.required(), list(request.filters))
+        for start in range(0, len(infos), _LIST_BATCH):
+            yield pb.ListSnapshotsResponse(info=[_info_pb(i) for i in infos[start:start + _LIST_BATCH]])
+
+    async def Usage(self, request: pb.UsageRequest, context: object) -> pb.UsageResponse:  # noqa: N802
+        store = self._store(request.snapshotter)
+        usage = await store.usage(namespaces.required(), request.key)
+        return pb.UsageResponse(size=usage.size, inodes=usage.inodes)
+
+    async def Cleanup(self, request: pb.CleanupRequest, context: object) -> empty_pb2.Empty:  # noqa: N802
+        await self._store(request.snapshotter).cleanup()
+        return empty_pb2.Empty()
+
+
+def _init(ic: InitContext) -> SnapshotsService:
+    return SnapshotsService(ic.get(SERVICE_PLUGIN, SNAPSHOTS_SERVICE), ic.daemon.exchange)
+
+
+@hookimpl
+def lamina_register_plugins(registry: Registry) -> None:
+    registry.add(Registration(type=GRPC_PLUGIN, id="snapshots", requires=(SERVICE_PLUGIN,), init=_init))

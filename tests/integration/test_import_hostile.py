@@ -1,0 +1,127 @@
+"""Issue 4: hostile layers imported through ``ctr`` change nothing outside the snapshot.
+
+Each layer gets an image of its own.  The import may fail (refused entry) or
+succeed (entry confined to the snapshot); either way the host's sentinel
+directory keeps exactly its one file, with its content, inode, link count and
+mtime, and a failed unpack leaves no committed snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import Runner
+from tests.integration.test_import_ctr import INDEX_NAME, add_file, archive, raw_layer, snapshot_rows, write
+
+
+@pytest.fixture
+def sentinel() -> Iterator[str]:
+    d = tempfile.mkdtemp(prefix="lamina-sentinel-", dir="/tmp")
+    with open(os.path.join(d, "sentinel"), "w") as f:
+        f.write("untouched\n")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _state(d: str) -> tuple[list[str], str, int, int, int]:
+    st = os.lstat(os.path.join(d, "sentinel"))
+    with open(os.path.join(d, "sentinel")) as f:
+        return sorted(os.listdir(d)), f.read(), st.st_ino, st.st_nlink, st.st_mtime_ns
+
+
+def _up(d: str) -> str:
+    """``d`` reached from inside a layer root by climbing out with ``..``."""
+    return "../" * 12 + d.lstrip("/")
+
+
+def _dotdot_file(d: str) -> Callable[[tarfile.TarFile], None]:
+    return lambda tar: add_file(tar, _up(d) + "/evil", b"evil")
+
+
+def _dotdot_overwrite(d: str) -> Callable[[tarfile.TarFile], None]:
+    return lambda tar: add_file(tar, _up(d) + "/sentinel", b"overwritten")
+
+
+def _absolute_path(d: str) -> Callable[[tarfile.TarFile], None]:
+    return lambda tar: add_file(tar, d + "/evil", b"evil")
+
+
+def _symlink_then_write(d: str) -> Callable[[tarfile.TarFile], None]:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "escape", type=tarfile.SYMTYPE, linkname=d)
+        add_file(tar, "escape/evil", b"evil")
+        add_file(tar, "escape/sentinel", b"overwritten")
+    return build
+
+
+def _relative_symlink_then_write(d: str) -> Callable[[tarfile.TarFile], None]:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "up", type=tarfile.SYMTYPE, linkname="../../../../../../../../..")
+        add_file(tar, "up" + d + "/evil", b"evil")
+    return build
+
+
+def _hardlink_to_host(d: str) -> Callable[[tarfile.TarFile], None]:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "hl", type=tarfile.LNKTYPE, linkname=d + "/sentinel")
+        add_file(tar, "hl", b"overwritten")
+    return build
+
+
+def _hardlink_dotdot(d: str) -> Callable[[tarfile.TarFile], None]:
+    return lambda tar: add_file(tar, "hl2", type=tarfile.LNKTYPE, linkname=_up(d) + "/sentinel")
+
+
+def _whiteout_outside(d: str) -> Callable[[tarfile.TarFile], None]:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, _up(d) + "/.wh.sentinel", b"")
+        add_file(tar, "x/../../.wh." + os.path.basename(d), b"")
+    return build
+
+
+def _whiteout_dotdot_name(d: str) -> Callable[[tarfile.TarFile], None]:
+    return lambda tar: add_file(tar, "sub/.wh..", b"")
+
+
+def _devices(d: str) -> Callable[[tarfile.TarFile], None]:
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "dev/null2", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
+        add_file(tar, "dev/sda-ish", type=tarfile.BLKTYPE, devmajor=7, devminor=0)
+        add_file(tar, _up(d) + "/evil-dev", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
+        add_file(tar, "fifo", type=tarfile.FIFOTYPE)
+    return build
+
+
+HOSTILE = {
+    "dotdot-file": _dotdot_file,
+    "dotdot-overwrite": _dotdot_overwrite,
+    "absolute-path": _absolute_path,
+    "symlink-then-write": _symlink_then_write,
+    "rel-symlink-write": _relative_symlink_then_write,
+    "hardlink-to-host": _hardlink_to_host,
+    "hardlink-dotdot": _hardlink_dotdot,
+    "whiteout-outside": _whiteout_outside,
+    "whiteout-dotdot-name": _whiteout_dotdot_name,
+    "devices": _devices,
+}
+
+
+@pytest.mark.parametrize("sn", ["overlayfs", "native"])
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_layer_stays_inside(ctr: Runner, sentinel: str, tmp_path: object, case: str, sn: str) -> None:
+    before = _state(sentinel)
+    raw = raw_layer(HOSTILE[case](sentinel))
+    result = ctr("images", "import", "--snapshotter", sn, "--index-name", INDEX_NAME,
+                 write(tmp_path, archive([raw])), check=False)
+    assert _state(sentinel) == before
+    rows = snapshot_rows(ctr, sn)
+    if result.returncode != 0:
+        assert rows == {}, result.stderr
+    else:
+        assert list(rows.values()) == [["Committed"]]
