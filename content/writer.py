@@ -28,6 +28,7 @@ from lamina.core.errors import (
     NotFound,
     OutOfRange,
 )
+from lamina.core.fsutil import fsync_dir
 from lamina.core.log import get_logger
 
 if TYPE_CHECKING:
@@ -46,14 +47,6 @@ def hash_file(fd: int, h: _Hash, start: int = 0) -> int:
         h.update(view[:n])
         pos += n
     return pos - start
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class LocalWriter:

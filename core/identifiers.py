@@ -28,6 +28,18 @@ def validate_identifier(value: str) -> None:
         raise InvalidArgument(f"identifier {value!r} must match {_IDENTIFIER.pattern}")
 
 
+def checked_labels(labels: Mapping[str, str], field: str) -> dict[str, str]:
+    """Validate labels and drop the empty ones (an empty value deletes a label).
+
+    ``field`` prefixes the error as containerd's stores do (``info.Labels``).
+    """
+    try:
+        validate_labels(labels)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{field}: {exc.context}") from None
+    return {k: v for k, v in labels.items() if v}
+
+
 def validate_labels(labels: Mapping[str, str]) -> None:
     for key, value in labels.items():
         if len(key.encode()) + len(value.encode()) > MAX_LABEL_SIZE:

@@ -42,7 +42,7 @@ from lamina.content.reader import BlobReader
 from lamina.content.writer import LocalWriter
 from lamina.core import filters
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange
-from lamina.core.identifiers import validate_labels
+from lamina.core.identifiers import checked_labels
 from lamina.core.log import get_logger
 from lamina.core.metadata.db import Database, Txn
 from lamina.core.metadata.leases import CONTENT, INGESTS, add_resource_txn, remove_resource_txn, to_datetime
@@ -79,13 +79,6 @@ def _info(dgst: str, doc: Mapping[str, Any]) -> Info:
         labels=dict(doc["labels"]),
     )
 
-
-def _checked_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    try:
-        validate_labels(labels)
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"info.Labels: {exc.context}") from None
-    return {k: v for k, v in labels.items() if v}
 
 
 def _adaptor(info: Info) -> filters.Adaptor:
@@ -176,7 +169,7 @@ class ContentStore:
                 else:
                     key_ = path.removeprefix("labels.")
                     current[key_] = labels.get(key_, "")
-            doc["labels"] = _checked_labels(current)
+            doc["labels"] = checked_labels(current, "info.Labels")
             doc["updated_at"] = time.time_ns()
             txn.put(key, doc)
             return _info(dgst, doc)
@@ -410,7 +403,7 @@ class NamespacedWriter:
         ``AlreadyExists`` when this namespace already has the digest (the
         ingest is gone then, as in containerd).
         """
-        kept = _checked_labels(labels or {})
+        kept = checked_labels(labels or {}, "info.Labels")
         if expected:
             digests.parse(expected)
         store, ns = self._store, self.namespace

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from lamina.core.identifiers import validate_identifier, validate_labels
+from lamina.core.identifiers import checked_labels, validate_identifier
 from lamina.core.metadata.db import Database, Txn
 
 
@@ -36,13 +36,6 @@ def ensure_namespace(txn: Txn, namespace: str) -> None:
         txn.put(namespace_key(namespace), {"labels": {}})
 
 
-def _checked_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    try:
-        validate_labels(labels)
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"namespace.Labels: {exc.context}") from None
-    return {k: v for k, v in labels.items() if v}
-
 
 class NamespaceStore:
     def __init__(self, db: Database) -> None:
@@ -62,7 +55,7 @@ class NamespaceStore:
 
     async def create(self, name: str, labels: Mapping[str, str]) -> Namespace:
         validate_identifier(name)
-        kept = _checked_labels(labels)
+        kept = checked_labels(labels, "namespace.Labels")
 
         def run(txn: Txn) -> Namespace:
             if txn.has(namespace_key(name)):
@@ -78,7 +71,7 @@ class NamespaceStore:
         for path in paths:
             if not path.startswith("labels."):
                 raise InvalidArgument(f"cannot update {path!r} field")
-        _checked_labels(labels)
+        checked_labels(labels, "namespace.Labels")
 
         def run(txn: Txn) -> Namespace:
             current = dict((txn.get(namespace_key(name)) or {}).get("labels", {}))

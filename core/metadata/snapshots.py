@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 from lamina.core import filters
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from lamina.core.identifiers import validate_labels
+from lamina.core.identifiers import checked_labels
 from lamina.core.log import get_logger
 from lamina.core.metadata.content import SharedLock
 from lamina.core.metadata.db import Database, Txn
@@ -75,13 +75,6 @@ def inherited_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels a backend keeps (containerd's ``FilterInheritedLabels``)."""
     return {k: v for k, v in labels.items() if k == LABEL_SNAPSHOT_REF or k.startswith(INHERITED_PREFIX)}
 
-
-def _checked_labels(labels: Mapping[str, str]) -> dict[str, str]:
-    try:
-        validate_labels(labels)
-    except InvalidArgument as exc:
-        raise InvalidArgument(f"info.Labels: {exc.context}") from None
-    return {k: v for k, v in labels.items() if v}
 
 
 def remove_record_txn(txn: Txn, namespace: str, snapshotter: str, key: str) -> bool:
@@ -203,7 +196,7 @@ class SnapshotStore:
                       readonly: bool, lease: str) -> tuple[Mount, ...]:
         if not key:
             raise InvalidArgument("snapshot key must not be empty")
-        labels = _checked_labels(labels)
+        labels = checked_labels(labels, "info.Labels")
         target = labels.get(LABEL_SNAPSHOT_REF, "")
 
         def reserve(txn: Txn) -> tuple[str, str]:
@@ -291,7 +284,7 @@ class SnapshotStore:
         """Commit the active ``key`` as ``name``; the labels are the new snapshot's own."""
         if not name:
             raise InvalidArgument("snapshot name must not be empty")
-        kept = _checked_labels(labels or {})
+        kept = checked_labels(labels or {}, "info.Labels")
 
         def check(txn: Txn) -> tuple[str, str]:
             if txn.has(record_key(namespace, self.name, name)):
@@ -351,7 +344,7 @@ class SnapshotStore:
                 else:
                     label = path.removeprefix("labels.")
                     current[label] = info.labels.get(label, "")
-            doc["labels"] = _checked_labels(current)
+            doc["labels"] = checked_labels(current, "info.Labels")
             doc["updated_at"] = time.time_ns()
             txn.put(rkey, doc)
             # In the transaction, as containerd does, so that the two stay in step.
