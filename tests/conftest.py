@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,10 @@ import pytest
 
 CTR = "/usr/bin/ctr"
 START_TIMEOUT = 15.0
+
+# Run lamina's console scripts from this interpreter's bin dir, not through
+# wrappers earlier on PATH (pyenv's shims cost up to seconds per command).
+os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
 
 
 @dataclass

@@ -1,0 +1,114 @@
+"""Which endpoints serve a registry host: defaults, ``--plain-http``, and ``hosts.toml`` mirrors.
+
+The directory layout is containerd's ``remotes/docker/config`` one:
+``<hosts-dir>/<host[:port]>/hosts.toml`` (falling back to
+``<hosts-dir>/_default/hosts.toml``) with an optional ``server`` and
+``[host."<url>"]`` tables carrying ``capabilities``, ``ca``, ``skip_verify``,
+``client`` certificates, ``header`` and ``override_path``.  Mirrors are tried
+in file order, the server last.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from lamina.client.remotes.reference import DOCKER_HUB, DOCKER_HUB_API
+from lamina.core.errors import InvalidArgument
+
+PULL, RESOLVE, PUSH = "pull", "resolve", "push"
+ALL_CAPABILITIES = frozenset({PULL, RESOLVE, PUSH})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryHost:
+    scheme: str  # "https" or "http"
+    host: str  # "127.0.0.1:5000"
+    path: str = "/v2"
+    capabilities: frozenset[str] = ALL_CAPABILITIES
+    ca: tuple[str, ...] = ()
+    client_cert: tuple[tuple[str, str], ...] = ()
+    skip_verify: bool = False
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def base(self) -> str:
+        return f"{self.scheme}://{self.host}{self.path}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostOptions:
+    """The command line's say: ``--plain-http``, ``--skip-verify``, ``--hosts-dir``."""
+
+    plain_http: bool = False
+    skip_verify: bool = False
+    hosts_dir: str = ""
+
+
+def _list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _client_certs(value: Any) -> tuple[tuple[str, str], ...]:
+    """``client`` is a cert path, a list of them, or a list of ``[cert, key]`` pairs."""
+    items = [value] if isinstance(value, str) else list(value or [])
+    return tuple((item, "") if isinstance(item, str) else (item[0], item[1] if len(item) > 1 else "")
+                 for item in items)
+
+
+def _entry(url: str, table: Mapping[str, Any], default_caps: frozenset[str], options: HostOptions,
+           where: str) -> RegistryHost:
+    if "://" not in url:
+        url = ("http://" if options.plain_http else "https://") + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidArgument(f"{where}: bad host URL {url!r}")
+    path = parts.path.rstrip("/")
+    if not table.get("override_path", False):
+        path = path if path.endswith("/v2") else f"{path}/v2"
+    caps = frozenset(table["capabilities"]) if "capabilities" in table else default_caps
+    unknown = caps - ALL_CAPABILITIES
+    if unknown:
+        raise InvalidArgument(f"{where}: unknown capabilities {sorted(unknown)}")
+    headers = {k: ",".join(_list(v)) for k, v in (table.get("header") or {}).items()}
+    return RegistryHost(
+        scheme=parts.scheme, host=parts.netloc, path=path, capabilities=caps, ca=_list(table.get("ca")),
+        client_cert=_client_certs(table.get("client")),
+        skip_verify=bool(table.get("skip_verify", False)) or options.skip_verify,
+        headers=MappingProxyType(headers),
+    )
+
+
+def _config_file(hosts_dir: str, host: str) -> str | None:
+    for name in (host, host.replace(":", "_"), "_default"):
+        path = os.path.join(hosts_dir, name, "hosts.toml")
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def hosts_for(host: str, options: HostOptions) -> list[RegistryHost]:
+    """The endpoints for registry ``host``, in the order to try them."""
+    default_scheme = "http" if options.plain_http else "https"
+    server_url = f"{default_scheme}://{DOCKER_HUB_API if host == DOCKER_HUB else host}"
+    path = _config_file(options.hosts_dir, host) if options.hosts_dir else None
+    if path is None:
+        return [_entry(server_url, {}, ALL_CAPABILITIES, options, host)]
+    try:
+        with open(path, "rb") as f:
+            config = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidArgument(f"{path}: {exc}") from exc
+    found = [_entry(url, table, frozenset({PULL, RESOLVE}), options, path)
+             for url, table in (config.get("host") or {}).items()]
+    server = config.get("server", server_url)
+    top = {k: v for k, v in config.items() if k not in ("server", "host")}
+    found.append(_entry(server, top, ALL_CAPABILITIES, options, path))
+    return found
