@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from lamina.cli import images_archive
 from lamina.cli.groups import Group
 from lamina.cli.output import format_option, human_bytes, labels_text, print_json, quiet_option, table
 from lamina.cli.pull import pull as pull_command
@@ -28,6 +29,8 @@ def group() -> None:
 
 group.add_command(pull_command)
 group.add_command(push_command)
+for _command in images_archive.COMMANDS:
+    group.add_command(_command)
 
 
 @group.command(name="ls", epilog="\b\nExamples:\n  lamina images ls\n  lamina images ls -q 'name~=busybox'")
