@@ -94,22 +94,14 @@ def _json(data: bytes, what: str) -> Any:
         raise InvalidArgument(f"untar {what}: {exc}") from None
 
 
-class _Unseekable:
-    """A tar member read in stream mode: ``read`` only (its ``seekable`` would fail, not answer False)."""
-
-    def __init__(self, file: IO[bytes]) -> None:
-        self.read = file.read
-
-
 async def _ingest(client: Client, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str,
                   report: Reporter) -> Descriptor:
     """One member into the content store, its digest checked when its path names it."""
     ref = f"tar-{name}"
     match = _BLOB_PATH.match(name)
     expected = f"{match[1]}:{match[2]}" if match else ""
-    member_file = tar.extractfile(member)
-    assert member_file is not None
-    reader = _Unseekable(member_file)
+    reader = tar.extractfile(member)
+    assert reader is not None
     try:
         await client.content.abort(ref)  # a stale ingest of the same ref would prefix its bytes
     except NotFound:

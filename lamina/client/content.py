@@ -70,14 +70,21 @@ def _status(message: pb.Status) -> ContentStatus:
     )
 
 
+def _can_seek(reader: Readable) -> bool:
+    """Whether ``reader`` can seek; a stream-mode tar member's ``seekable`` raises instead of answering."""
+    try:
+        return bool(reader.seekable())  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
 async def _skip(reader: Readable, offset: int, digest: Any, *, may_seek: bool) -> None:
     """Move past the ``offset`` bytes the daemon already holds, as containerd's ``seekReader``.
 
     A seekable reader seeks when the digest is known in advance; otherwise the
     bytes are read (and hashed, so that the whole blob's digest is known).
     """
-    seekable = getattr(reader, "seekable", None)
-    if offset and may_seek and seekable is not None and seekable():
+    if offset and may_seek and _can_seek(reader):
         reader.seek(offset)  # type: ignore[attr-defined]
         return
     left = offset
