@@ -8,9 +8,8 @@ a shim must never stall or die because nobody reads its log (the daemon may
 be dead or restarting).
 
 structlog costs ~0.15 s of imports (it pulls in rich), more than the whole
-rest of the shim, so the shim logs with this module instead.  ``lamina.core.ttrpc``
-logs through ``structlog.get_logger``; ``install_structlog_standin`` gives the
-serving shim a stand-in with that one function, backed by this logger.
+rest of the shim, so the shim logs with this module instead, and hands
+``get_logger()`` to ``lamina.core.ttrpc.log.set_logger`` for the ttrpc code.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import json
 import os
 import sys
 import time
-import types
 from typing import Any
 
 DEBUG, INFO, WARNING, ERROR = 10, 20, 30, 40
@@ -82,33 +80,16 @@ log = Logger()
 
 
 def configure(*, debug: bool, **fields: Any) -> None:
-    """Set the level and the fields every line carries (``id``, ``namespace``)."""
-    global log
-    Logger.level = DEBUG if debug else INFO
-    log = Logger({"runtime": "io.containerd.lamina.v2", **fields})
+    """Set the level and the fields every line carries (``id``, ``namespace``).
 
-
-def get_logger(*_args: Any, **_kwargs: Any) -> Logger:
-    """What ``structlog.get_logger`` returns in the serving shim."""
-    return _Deferred()
-
-
-class _Deferred(Logger):
-    """Looks up the configured logger at call time (module-level loggers are
-    created at import, before ``configure`` runs)."""
-
-    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
-        log._emit(level, event, fields)
-
-
-def install_structlog_standin() -> None:
-    """Serve ``import structlog`` from this module, unless it is loaded already.
-
-    Only the shim's own process calls this (from ``main``), never a process
-    that imports the shim's modules as a library.
+    ``log`` is changed in place: modules bound it at import, and in a shim
+    forked from the zygote they were imported long before this call.
     """
-    if "structlog" in sys.modules:
-        return
-    module = types.ModuleType("structlog", "lamina shim stand-in: JSON lines to the log FIFO")
-    module.get_logger = get_logger  # type: ignore[attr-defined]
-    sys.modules["structlog"] = module
+    Logger.level = DEBUG if debug else INFO
+    log._fields.clear()
+    log._fields.update({"runtime": "io.containerd.lamina.v2", **fields})
+
+
+def get_logger() -> Logger:
+    """The process's logger, for ``lamina.core.ttrpc.log.set_logger``."""
+    return log

@@ -37,6 +37,7 @@ import sys
 SOCKET_DIR = "/run/containerd/s"
 GROUP_LABELS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 RUNC_ROOT = "/run/containerd/runc"
+MAX_FD = 65536
 USAGE = ("usage: containerd-shim-lamina-v2 -namespace NS -id ID -address ADDR "
          "[-publish-binary BIN] [-bundle DIR] [-socket PATH] [-debug] [start|delete]")
 
@@ -202,7 +203,15 @@ def _adjust_oom_score(pid: int) -> None:
         f.write(str(min(score + 1, 1000)))
 
 
-def start(flags: Flags) -> int:
+def start(flags: Flags, options: bytes = b"") -> tuple[str, int]:
+    """The ``start`` action, in the bundle (cwd): the serving shim's address
+    and pid (0 when a shim of the same group already serves the socket).
+
+    Runs in the ``start`` process containerd executes, or in a child of the
+    zygote (``shim/zygote.py``); either way the serving shim is this process's
+    forked child and is orphaned when it returns.  ``options`` is what
+    containerd writes on stdin: the runtime options ``Any``.
+    """
     address = socket_address(flags.address, flags.namespace, _grouping(flags.id))
     path = address.removeprefix("unix://")
     try:
@@ -212,20 +221,18 @@ def start(flags: Flags) -> int:
             raise
         if _can_connect(path):  # grouping: that shim serves this container too
             write_file_atomic("address", address)
-            sys.stdout.write(address)
-            return 0
+            return address, 0
         os.unlink(path)
         sock = _listen(path)
     try:
         write_file_atomic("address", address)
-        stdin_data = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             _become_shim(flags, sock)
         sock.close()
-        cgroup = _shim_cgroup(stdin_data)
+        cgroup = _shim_cgroup(options)
         if cgroup:
             _join_cgroup(pid, cgroup)
         _adjust_oom_score(pid)
@@ -233,12 +240,16 @@ def start(flags: Flags) -> int:
         sock.close()
         os.unlink(path)
         raise
-    sys.stdout.write(address)
-    return 0
+    return address, pid
 
 
 def _become_shim(flags: Flags, sock: socket.socket) -> None:
-    """In the forked child: detach from containerd and serve; never return."""
+    """In the forked child: detach from containerd and serve; never return.
+
+    Every descriptor but the socket (fd 3) and stdio is closed: the parent's
+    pipes to containerd, or the zygote's sockets to laminad, must not be held
+    open by a process that outlives them.
+    """
     code = 1
     try:
         os.setsid()
@@ -249,6 +260,7 @@ def _become_shim(flags: Flags, sock: socket.socket) -> None:
         os.dup2(null, 0)
         os.dup2(null, 1)
         os.close(null)
+        os.closerange(4, MAX_FD)
         code = serve(flags)
     finally:
         os._exit(code)
@@ -270,10 +282,11 @@ def serve(flags: Flags) -> int:
     # The shim never speaks TLS; asyncio imports ssl only if it can (its
     # "except ImportError: ssl = None"), and libssl costs ~1.4 MiB PSS per shim.
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
+    from lamina.core.ttrpc.log import set_logger
     from lamina.shim import log as shimlog
 
-    shimlog.install_structlog_standin()
     shimlog.configure(debug=flags.debug, id=flags.id, namespace=flags.namespace, pid=os.getpid())
+    set_logger(shimlog.get_logger())
     from lamina.shim.serve import run
 
     return run(flags.namespace, listen_path=flags.socket)
@@ -377,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     if flags.bundle and flags.action != "delete":
         os.chdir(flags.bundle)
     if flags.action == "start":
-        return start(flags)
+        options = b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read()
+        sys.stdout.write(start(flags, options)[0])
+        return 0
     if flags.action == "delete":
         return delete(flags)
     if flags.action:

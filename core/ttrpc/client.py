@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from typing import Self, TypeVar
 
-import structlog
 from google.protobuf.message import DecodeError, Message
 
 from lamina.api import ttrpc_pb2
@@ -29,8 +28,7 @@ from lamina.core.ttrpc.framing import (
     encode_message,
     read_message,
 )
-
-log = structlog.get_logger(__name__)
+from lamina.core.ttrpc.log import log
 
 M = TypeVar("M", bound=Message)
 

@@ -26,7 +26,6 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
-import structlog
 from google.protobuf.message import DecodeError, Message
 
 from lamina.api import ttrpc_pb2
@@ -49,8 +48,7 @@ from lamina.core.ttrpc.framing import (
     encode_message,
     read_message,
 )
-
-log = structlog.get_logger(__name__)
+from lamina.core.ttrpc.log import log
 
 CODE_INVALID_ARGUMENT = 3
 CODE_UNIMPLEMENTED = 12

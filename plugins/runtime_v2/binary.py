@@ -10,7 +10,13 @@ stdin.  ``start`` prints the address of the long-lived shim it launched;
 
 Runtime names map to binaries through the plugin config; a name that is not
 configured resolves as containerd does (``io.containerd.<x>.<v>`` →
-``containerd-shim-<x>-<v>`` on ``PATH``), and an absolute path is used as is.
+``containerd-shim-<x>-<v>``), and an absolute path is used as is.  A name is
+looked up first next to the daemon (the interpreter's bin dir, where pip puts
+``containerd-shim-lamina-v2`` beside ``laminad``), then on ``PATH``.
+containerd 1.6 also looks beside its own binary (runtime/v2/binary.go
+``resolveRuntimePath``), though only after ``PATH``; lamina looks there first
+because ``PATH`` may hold wrappers of the same name (pyenv's shims run
+``pyenv exec``, 0.3–2 s per start) instead of the scripts themselves.
 """
 
 from __future__ import annotations
@@ -25,9 +31,10 @@ from dataclasses import dataclass
 from google.protobuf import any_pb2
 
 from lamina.api.runtime import task_pb2
-from lamina.core.errors import FailedPrecondition, InvalidArgument, NotFound
+from lamina.core.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from lamina.core.metadata.containers import AnyValue
 from lamina.plugins.runtime_v2.bundle import Bundle
+from lamina.plugins.runtime_v2.zygote import Zygote
 
 START_TIMEOUT = 30.0
 DELETE_TIMEOUT = 30.0
@@ -60,10 +67,23 @@ def resolve(runtime: str, runtimes: Mapping[str, str]) -> str:
         return name
     if runtime not in runtimes:
         name = binary_name(runtime)
+    if os.sep not in name:
+        for directory in daemon_dirs():
+            candidate = os.path.join(directory, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
     path = shutil.which(name)
     if path is None:
         raise NotFound(f"runtime {runtime!r}: shim binary {name!r} not installed (not on PATH)")
     return os.path.abspath(path)
+
+
+def daemon_dirs() -> list[str]:
+    """The daemon's bin dirs: the interpreter's, and the ``laminad`` script's."""
+    dirs = [os.path.dirname(os.path.abspath(sys.executable))]
+    if os.path.isabs(sys.argv[0]) and os.path.dirname(sys.argv[0]) not in dirs:
+        dirs.append(os.path.dirname(sys.argv[0]))
+    return dirs
 
 
 def publish_binary() -> str:
@@ -84,6 +104,7 @@ class ShimBinary:
     bundle: Bundle
     address: str
     ttrpc_address: str
+    zygote: Zygote | None = None  # set when ``path`` is lamina's own shim
 
     def _argv(self, *args: str) -> list[str]:
         return [
@@ -118,11 +139,25 @@ class ShimBinary:
         return proc.returncode, out, err
 
     async def start(self, options: AnyValue | None, *, debug: bool) -> str:
-        """Launch the shim; return the ttrpc address it printed."""
+        """Launch the shim; return the ttrpc address it printed (or the zygote
+        answered: the same ``start``, forked from a pre-imported process)."""
         args = ["-id", self.bundle.id, *(["-debug"] if debug else []), "start"]
         stdin = b""
         if options is not None:
             stdin = any_pb2.Any(type_url=options.type_url, value=options.value).SerializeToString()
+        if self.zygote is not None:
+            request = {
+                "namespace": self.bundle.namespace, "id": self.bundle.id, "bundle": self.bundle.path,
+                "address": self.address, "ttrpc_address": self.ttrpc_address,
+                "publish_binary": publish_binary(), "binary": self.path, "debug": debug, "options": stdin.hex(),
+            }
+            try:
+                async with asyncio.timeout(START_TIMEOUT):
+                    return await self.zygote.spawn(request)
+            except TimeoutError:
+                raise FailedPrecondition(f"shim {self.path} start: no address after {START_TIMEOUT}s") from None
+            except Unavailable:
+                pass  # exec the binary instead
         try:
             rc, out, err = await self._run(self._argv(*args), stdin, self.bundle.path, START_TIMEOUT)
         except TimeoutError:

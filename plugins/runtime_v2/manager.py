@@ -2,7 +2,8 @@
 
 Follows containerd 1.6 runtime/v2 (manager.go, shim.go, shim_load.go):
 
-- Create makes the bundle, opens the shim log FIFO, runs ``<shim> start``,
+- Create makes the bundle, opens the shim log FIFO, runs ``<shim> start``
+  (for lamina's own shim, asks the zygote, ``zygote.py``, to fork it),
   connects to the address it prints and sends the task ``Create`` (the shim
   mounts the rootfs from it).  If anything fails the shim is asked to delete
   and shut down and the bundle is removed.
@@ -47,6 +48,7 @@ from lamina.plugins.runtime_v2.binary import Exit, ShimBinary, resolve
 from lamina.plugins.runtime_v2.bundle import Bundle, load_bundle, new_bundle, parse_spec
 from lamina.plugins.runtime_v2.shim import IO, ShimTask, Status
 from lamina.plugins.runtime_v2.shimlog import ShimLog
+from lamina.plugins.runtime_v2.zygote import Zygote, is_lamina_shim
 
 log = get_logger()
 
@@ -85,6 +87,7 @@ class TaskManager:
         exchange: Exchange,
         containers: ContainerStore,
         runtimes: Mapping[str, str],
+        zygote: Zygote | None = None,
     ) -> None:
         for path in (root, state):
             os.makedirs(path, mode=0o711, exist_ok=True)
@@ -95,6 +98,7 @@ class TaskManager:
         self._exchange = exchange
         self._containers = containers
         self.runtimes = dict(runtimes)
+        self.zygote = zygote
         self._tasks: dict[tuple[str, str], ShimTask] = {}
         self._creating: set[tuple[str, str]] = set()
         self._watchers: set[asyncio.Task[None]] = set()
@@ -112,7 +116,9 @@ class TaskManager:
         return [t for (ns, _), t in sorted(self._tasks.items()) if ns == namespace]
 
     def _binary(self, path: str, bundle: Bundle) -> ShimBinary:
-        return ShimBinary(path=path, bundle=bundle, address=self._address, ttrpc_address=self._ttrpc_address)
+        zygote = self.zygote if self.zygote is not None and is_lamina_shim(path) else None
+        return ShimBinary(path=path, bundle=bundle, address=self._address, ttrpc_address=self._ttrpc_address,
+                          zygote=zygote)
 
     # -- create ----------------------------------------------------------
 
@@ -342,6 +348,8 @@ class TaskManager:
         for task in list(self._tasks.values()):
             await task.close()
         self._tasks.clear()
+        if self.zygote is not None:
+            await self.zygote.close()
 
 
 def _subdirs(path: str) -> list[str]:

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from lamina.core.errors import LaminaError
 from lamina.core.metadata.containers import ContainerStore
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.plugins import hookimpl
 from lamina.plugins.metadata import METADATA_PLUGIN
+from lamina.plugins.runtime_v2.binary import resolve
 from lamina.plugins.runtime_v2.events import EventsEndpoint
 from lamina.plugins.runtime_v2.manager import TaskManager
+from lamina.plugins.runtime_v2.zygote import Zygote, is_lamina_shim
 
 RUNTIME_PLUGIN = "io.containerd.runtime.v2"
 LAMINA_SHIM = "containerd-shim-lamina-v2"
+DEFAULT_RUNTIME = "io.containerd.runc.v2"  # what ctr asks for
 DEFAULT_RUNTIMES: dict[str, str] = {
     "io.containerd.runc.v2": LAMINA_SHIM,
     "io.containerd.lamina.v2": LAMINA_SHIM,
@@ -30,6 +34,9 @@ DEFAULT_RUNTIMES: dict[str, str] = {
 class RuntimeConfig:
     # runtime name -> shim binary (a name looked up on PATH, or an absolute path)
     runtimes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_RUNTIMES))
+    # fork lamina's own shims from a pre-imported zygote process instead of
+    # exec'ing `containerd-shim-lamina-v2 start` (false: always exec)
+    zygote: bool = True
 
 
 class RuntimeV2:
@@ -44,10 +51,23 @@ class RuntimeV2:
         await self._endpoint.close()
 
 
+def _default_is_lamina_shim(runtimes: dict[str, str]) -> bool:
+    """Whether ``ctr``'s default runtime runs lamina's shim: then the zygote
+    starts with the daemon; otherwise on the first task that needs it."""
+    try:
+        return is_lamina_shim(resolve(DEFAULT_RUNTIME, runtimes))
+    except LaminaError:
+        return False
+
+
 async def _init(ic: InitContext) -> RuntimeV2:
     config: RuntimeConfig = ic.config
     endpoint = EventsEndpoint(ic.daemon.exchange)
     await endpoint.start(ic.daemon.ttrpc_address)
+    runtimes = {**DEFAULT_RUNTIMES, **config.runtimes}
+    zygote = Zygote() if config.zygote else None
+    if zygote is not None and _default_is_lamina_shim(runtimes):
+        zygote.start()
     manager = TaskManager(
         root=ic.root_dir,
         state=ic.state_dir,
@@ -55,11 +75,14 @@ async def _init(ic: InitContext) -> RuntimeV2:
         ttrpc_address=ic.daemon.ttrpc_address,
         exchange=ic.daemon.exchange,
         containers=ContainerStore(ic.get(METADATA_PLUGIN)),
-        runtimes={**DEFAULT_RUNTIMES, **config.runtimes},
+        runtimes=runtimes,
+        zygote=zygote,
     )
     try:
         await manager.load_existing()
     except BaseException:
+        if zygote is not None:
+            await zygote.close()
         await endpoint.close()
         raise
     return RuntimeV2(manager, endpoint)
