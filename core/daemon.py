@@ -21,7 +21,7 @@ from lamina.core import log as logmod
 from lamina.core.errors import LaminaError
 from lamina.core.events import Exchange
 from lamina.core.registry import DaemonContext, PluginSet, Registry, check_required
-from lamina.core.server import create_server, listen
+from lamina.core.server import Registrar, create_server, listen
 from lamina.plugins.manager import load_registry
 from lamina.plugins.services import GRPC_PLUGIN
 
@@ -100,8 +100,9 @@ async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
         check_required(plugins, config.required_plugins)
         server = create_server(config.grpc)
         services = plugins.instances(GRPC_PLUGIN)
+        registrar = Registrar(server)
         for service in services.values():
-            service.register(server)
+            service.register(registrar)
         await listen(server, config.grpc)
         if "healthcheck" in services:
             await services["healthcheck"].serving()

@@ -1,6 +1,6 @@
 """The one error hierarchy of lamina.
 
-Stores, managers and plugins raise these; only the gRPC interceptor and the
+Stores, managers and plugins raise these; only the gRPC request wrapper and the
 ttrpc server turn them into status codes (see ``lamina.core.errmap``).  The
 message puts the context first and the class text last, as containerd's
 errdefs do (``container "x": not found``), because Go clients strip that

@@ -1,7 +1,7 @@
 """Process-wide structlog set-up, shared by laminad, the shim and the CLI.
 
 ``configure`` runs once per process.  Context such as ``namespace`` and
-``rpc`` is bound with ``structlog.contextvars`` by the server interceptor, so
+``rpc`` is bound with ``structlog.contextvars`` by the server's request wrapper, so
 every line logged while serving a request carries it.
 """
 

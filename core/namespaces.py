@@ -1,6 +1,6 @@
 """The request's namespace and lease, carried in context variables.
 
-The gRPC interceptor (and the ttrpc server) set them from the
+The gRPC request wrapper (and the ttrpc server) set them from the
 ``containerd-namespace`` and ``containerd-lease`` metadata keys; stores read
 them through ``required()`` and ``lease()`` and never see gRPC.
 """

@@ -1,9 +1,10 @@
-"""laminad's gRPC server: the unix socket, limits, and the request interceptor.
+"""laminad's gRPC server: the unix socket, limits, and the request wrapper.
 
-The interceptor is the single place where lamina errors become gRPC status
-codes.  It also validates the ``containerd-namespace`` header, binds the
-namespace and lease into context variables for the stores, and binds the
-namespace and method into the log context.
+Every method handler is wrapped once at registration (``Registrar``); the
+wrapper is the single place where lamina errors become gRPC status codes.
+It also validates the ``containerd-namespace`` header, binds the namespace
+and lease into context variables for the stores, and binds the namespace and
+method into the log context.
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ def _status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
 _GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}
 
 
-def _bind(details: grpc.HandlerCallDetails) -> None:
+def _bind(method: str, context: grpc.aio.ServicerContext) -> None:
     """Take namespace and lease from the metadata into context variables."""
-    metadata = dict(details.invocation_metadata or ())
+    metadata = dict(context.invocation_metadata() or ())
     namespace = metadata.get(namespaces.NAMESPACE_KEY, "")
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(rpc=details.method, namespace=namespace)
+    structlog.contextvars.bind_contextvars(rpc=method, namespace=namespace)
     if namespace:
         namespaces.validate_namespace(namespace)
     namespaces.current_namespace.set(namespace)
@@ -48,10 +49,10 @@ def _bind(details: grpc.HandlerCallDetails) -> None:
     log.debug("request")
 
 
-def _wrap_unary(details: grpc.HandlerCallDetails, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+def _wrap_unary(method: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            _bind(details)
+            _bind(method, context)
             return await fn(request, context)
         except LaminaError as exc:
             await context.abort(*_status(exc))
@@ -63,12 +64,10 @@ def _wrap_unary(details: grpc.HandlerCallDetails, fn: Callable[..., Awaitable[An
     return handler
 
 
-def _wrap_stream(
-    details: grpc.HandlerCallDetails, fn: Callable[..., AsyncIterator[Any]]
-) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(method: str, fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            _bind(details)
+            _bind(method, context)
             async for item in fn(request, context):
                 yield item
         except LaminaError as exc:
@@ -81,26 +80,43 @@ def _wrap_stream(
     return handler
 
 
-class _Interceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler, _wrap_unary),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler, _wrap_unary),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler, _wrap_stream),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler, _wrap_stream),
-        )
-        for attr, make, wrap in kinds:
-            fn = getattr(handler, attr)
-            if fn is not None:
-                return make(
-                    wrap(details, fn),  # type: ignore[arg-type]
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
+_KINDS = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler, _wrap_unary),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler, _wrap_unary),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler, _wrap_stream),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler, _wrap_stream),
+)
+
+
+def _wrap_handler(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    for attr, make, wrap in _KINDS:
+        fn = getattr(handler, attr)
+        if fn is not None:
+            return make(  # type: ignore[no-any-return]
+                wrap(method, fn),  # type: ignore[arg-type]
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+    return handler
+
+
+class Registrar:
+    """Stands in for the server in the generated ``add_*Servicer_to_server``.
+
+    It wraps every method handler once, at registration, with the request
+    set-up and the error mapping, so a call pays for no interceptor.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        """Ignored: ``add_registered_method_handlers`` follows with the same methods."""
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
+        wrapped = {name: _wrap_handler(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
+        self._server.add_registered_method_handlers(service, wrapped)
 
 
 def _claim_socket(path: str) -> None:
@@ -125,7 +141,6 @@ def _claim_socket(path: str) -> None:
 
 def create_server(config: GrpcConfig) -> grpc.aio.Server:
     return grpc.aio.server(
-        interceptors=[_Interceptor()],
         options=[
             ("grpc.max_receive_message_length", config.max_recv_message_size),
             ("grpc.max_send_message_length", config.max_send_message_size),

@@ -27,10 +27,10 @@ def images(runner: Runner, namespace: str) -> dict[str, tuple[str, str]]:
     return {r[0]: (r[1], r[MANIFEST_DIGEST_COLUMN]) for r in rows}
 
 
-def content(runner: Runner, namespace: str) -> dict[str, str]:
-    """digest → labels, from ``ctr content ls`` (the AGE column dropped)."""
+def content(runner: Runner, namespace: str) -> dict[str, frozenset[str]]:
+    """digest → labels, from ``ctr content ls`` (AGE dropped; ctr prints labels in Go's random map order)."""
     rows = [line.split("\t") for line in runner("content", "ls", namespace=namespace).stdout.splitlines()[1:]]
-    return {r[0]: r[-1].strip() for r in rows}
+    return {r[0]: frozenset(r[-1].strip().split(",")) for r in rows}
 
 
 def snapshots(runner: Runner, namespace: str) -> list[list[str]]:
