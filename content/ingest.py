@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from lamina.content.base import Status
 from lamina.core.errors import NotFound
+from lamina.core.fsutil import atomic_write
 
 
 def dir_name(ref: str) -> str:
@@ -37,13 +38,6 @@ def parse_time(text: str) -> datetime:
 
 def mtime(st: os.stat_result) -> datetime:
     return datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
-
-
-def write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def read_text(path: str) -> str:
@@ -75,9 +69,9 @@ class OnDisk:
 def create(path: str, ref: str, total: int) -> datetime:
     """(Re)write the metadata files of a fresh ingest; returns its start time."""
     started = now()
-    write_atomic(os.path.join(path, "ref"), ref)
-    write_atomic(os.path.join(path, "startedat"), format_time(started))
-    write_atomic(os.path.join(path, "updatedat"), format_time(started))
+    atomic_write(os.path.join(path, "ref"), ref.encode())
+    atomic_write(os.path.join(path, "startedat"), format_time(started).encode())
+    atomic_write(os.path.join(path, "updatedat"), format_time(started).encode())
     set_total(path, total)
     return started
 
@@ -85,7 +79,7 @@ def create(path: str, ref: str, total: int) -> datetime:
 def set_total(path: str, total: int) -> None:
     p = os.path.join(path, "total")
     if total > 0:
-        write_atomic(p, str(total))
+        atomic_write(p, str(total).encode())
     elif os.path.exists(p):
         os.unlink(p)
 

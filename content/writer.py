@@ -28,7 +28,7 @@ from lamina.core.errors import (
     NotFound,
     OutOfRange,
 )
-from lamina.core.fsutil import fsync_dir
+from lamina.core.fsutil import atomic_write, fsync_dir
 from lamina.core.log import get_logger
 
 if TYPE_CHECKING:
@@ -221,10 +221,7 @@ class LocalWriter:
                 os.fsync(self._fd)
             finally:
                 f.close()  # closes the descriptor even when the flush failed
-            ingest.write_atomic(
-                os.path.join(self._path, "updatedat"),
-                ingest.format_time(self._updated_at),
-            )
+            atomic_write(os.path.join(self._path, "updatedat"), ingest.format_time(self._updated_at).encode())
         except FileNotFoundError:
             pass  # aborted or committed meanwhile: nothing left to update
         finally:

@@ -1,7 +1,7 @@
 """The one error hierarchy of lamina.
 
 Stores, managers and plugins raise these; only the gRPC request wrapper and the
-ttrpc server turn them into status codes (see ``lamina.core.errmap``).  The
+ttrpc server turn them into status codes (``status_code`` and ``status_message`` below).  The
 message puts the context first and the class text last, as containerd's
 errdefs do (``container "x": not found``), because Go clients strip that
 suffix when they wrap errors again.
@@ -9,15 +9,19 @@ suffix when they wrap errors again.
 
 from __future__ import annotations
 
+import asyncio
+
 
 class LaminaError(Exception):
     """Base class: ``str(err)`` is ``"<context>: <kind text>"``."""
 
     text = "unknown"
 
-    def __init__(self, context: str = "") -> None:
-        self.context = context
-        super().__init__(f"{context}: {self.text}" if context else self.text)
+    def __init__(self, context: str = "", *, message: str = "") -> None:
+        """``message`` replaces the whole text, for the few replies where containerd's
+        words carry no kind suffix (``task x not found``)."""
+        self.context = context or message
+        super().__init__(message or (f"{context}: {self.text}" if context else self.text))
 
 
 class InvalidArgument(LaminaError):
@@ -79,10 +83,23 @@ _CLASSES: dict[int, type[LaminaError]] = {code: cls for cls, code in _CODES.item
 
 def status_code(exc: BaseException) -> int:
     """The gRPC status code (as an int) that ``exc`` is reported with."""
+    if isinstance(exc, TimeoutError):
+        return CODE_DEADLINE_EXCEEDED
+    if isinstance(exc, asyncio.CancelledError):
+        return CODE_CANCELLED
     for cls in type(exc).__mro__:
         if cls in _CODES:
             return _CODES[cls]  # type: ignore[index]
     return CODE_UNKNOWN
+
+
+def status_message(exc: BaseException) -> str:
+    """The status message: the error's text, or Go's words for deadlines and cancellation."""
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "context deadline exceeded"
+    if isinstance(exc, asyncio.CancelledError):
+        return str(exc) or "context canceled"
+    return str(exc) or type(exc).__name__
 
 
 def from_status(code: int, message: str) -> LaminaError:

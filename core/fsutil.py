@@ -1,9 +1,11 @@
-"""Crash-safe file writes: temp file, fsync, rename, fsync the directory."""
+"""Crash-safe file writes: temp file, fsync, rename, fsync the directory.
+
+Only ``os`` is imported: the shim uses this module too and must start fast.
+"""
 
 from __future__ import annotations
 
 import os
-import tempfile
 
 
 def fsync_dir(path: str) -> None:
@@ -17,15 +19,19 @@ def fsync_dir(path: str) -> None:
 def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
         os.rename(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        os.close(fd)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
+    os.close(fd)
     fsync_dir(directory)

@@ -20,7 +20,7 @@ import structlog
 
 from lamina.core import namespaces
 from lamina.core.config import GrpcConfig
-from lamina.core.errors import CODE_UNKNOWN, InvalidArgument, LaminaError, status_code
+from lamina.core.errors import CODE_UNKNOWN, InvalidArgument, LaminaError, status_code, status_message
 from lamina.core.log import get_logger
 
 log = get_logger()
@@ -30,7 +30,7 @@ def _status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     code = status_code(exc)
     if code == CODE_UNKNOWN and not isinstance(exc, LaminaError):
         log.error("request failed", error=str(exc), exc_info=exc)
-    return _GRPC_CODES[code], str(exc)
+    return _GRPC_CODES[code], status_message(exc)
 
 
 _GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}

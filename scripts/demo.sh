@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bin=$(python3 -c 'import sys, os; print(os.path.dirname(sys.executable))')
+bin=$PWD/.venv/bin
 
 work=$(mktemp -d /tmp/lamina-demo.XXXXXX)
 sock="$work/lamina.sock"
@@ -16,7 +16,7 @@ trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' 
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 
 step() { echo; echo "\$ $*"; "$@"; }
-python3 -m tests.images "$work/busybox.tar"
+"$bin/python" -m tests.images "$work/busybox.tar"
 step ctr --address "$sock" version
 step ctr --address "$sock" plugins ls
 step ctr --address "$sock" images import "$work/busybox.tar"

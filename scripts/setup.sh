@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything lamina and its tests need on a Debian 12 machine, as root.
-# Idempotent: packages already present are not fetched again.
+# Installs everything lamina and its tests need on a Debian 12 machine, as root:
+# Debian packages with apt, and lamina with its Python dependencies in a venv
+# at .venv (Debian's own python3 refuses system-wide pip installs, PEP 668).
+# Idempotent: what is already there is not fetched again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(containerd runc crun busybox-static docker-registry skopeo apache2-utils
-      golang-github-containerd-containerd-dev tmux util-linux)
+      golang-github-containerd-containerd-dev tmux util-linux python3-venv python3-pip)
 missing=()
 for pkg in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -18,4 +20,5 @@ fi
 # Debian starts these services on install; lamina's tests run their own.
 systemctl disable --now containerd docker-registry >/dev/null 2>&1 || true
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test,dev]'
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dev]'

@@ -34,6 +34,8 @@ import os
 import socket
 import sys
 
+from lamina.core.fsutil import atomic_write
+
 SOCKET_DIR = "/run/containerd/s"
 GROUP_LABELS = ("io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id")
 RUNC_ROOT = "/run/containerd/runc"
@@ -95,17 +97,6 @@ def socket_address(containerd_address: str, namespace: str, group: str) -> str:
     """runtime/v2/shim/util_unix.go ``SocketAddress``."""
     key = os.path.normpath(os.path.join(containerd_address, namespace, group))
     return f"unix://{SOCKET_DIR}/{hashlib.sha256(key.encode()).hexdigest()}"
-
-
-def write_file_atomic(path: str, data: str) -> None:
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
-    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_SYNC | os.O_CLOEXEC, 0o666)
-    try:
-        os.write(fd, data.encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
 
 
 def _grouping(id: str) -> str:
@@ -220,12 +211,12 @@ def start(flags: Flags, options: bytes = b"") -> tuple[str, int]:
         if exc.errno != errno.EADDRINUSE:
             raise
         if _can_connect(path):  # grouping: that shim serves this container too
-            write_file_atomic("address", address)
+            atomic_write(os.path.abspath("address"), address.encode())
             return address, 0
         os.unlink(path)
         sock = _listen(path)
     try:
-        write_file_atomic("address", address)
+        atomic_write(os.path.abspath("address"), address.encode())
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

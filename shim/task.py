@@ -35,6 +35,7 @@ from lamina.api.runtime import runc_options_pb2, task_pb2
 from lamina.api.types import mount_pb2
 from lamina.api.types import task_pb2 as types
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, NotImplemented_
+from lamina.core.fsutil import atomic_write
 from lamina.core.ttrpc import Context, Method, Server
 from lamina.shim import cgroups
 from lamina.shim.events import Publisher, pack
@@ -60,14 +61,6 @@ def timestamp(ns: int) -> Timestamp:
     else:
         ts.seconds = GO_ZERO_TIME
     return ts
-
-
-def write_bundle_file(bundle: str, name: str, data: bytes) -> None:
-    tmp = os.path.join(bundle, f".{name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o600)
-    os.rename(tmp, os.path.join(bundle, name))
 
 
 def should_kill_all_on_exit(bundle: str) -> bool:
@@ -193,11 +186,11 @@ class TaskService:
             if r.options.type_url.rsplit("/", 1)[-1] != OPTIONS_TYPE:
                 raise InvalidArgument(f"runtime options type {r.options.type_url!r}")
             opts.ParseFromString(r.options.value)
-        write_bundle_file(r.bundle, "options.json", json.dumps(
+        atomic_write(os.path.join(r.bundle, "options.json"), json.dumps(
             {k: v for k, v in (("no_pivot_root", opts.no_pivot_root), ("no_new_keyring", opts.no_new_keyring),
                                ("shim_cgroup", opts.shim_cgroup), ("binary_name", opts.binary_name),
-                               ("root", opts.root), ("systemd_cgroup", opts.systemd_cgroup)) if v}).encode())
-        write_bundle_file(r.bundle, "runtime", opts.binary_name.encode())
+                               ("root", opts.root), ("systemd_cgroup", opts.systemd_cgroup)) if v}).encode(), 0o600)
+        atomic_write(os.path.join(r.bundle, "runtime"), opts.binary_name.encode(), 0o600)
 
         rootfs = ""
         if r.rootfs:

@@ -30,13 +30,11 @@ from google.protobuf.message import DecodeError, Message
 
 from lamina.api import ttrpc_pb2
 from lamina.core.errors import (
-    CODE_CANCELLED,
-    CODE_DEADLINE_EXCEEDED,
-    CODE_UNKNOWN,
     AlreadyExists,
     InvalidArgument,
     LaminaError,
     status_code,
+    status_message,
 )
 from lamina.core.ttrpc.client import socket_path
 from lamina.core.ttrpc.context import Context, metadata_from_pairs
@@ -182,19 +180,17 @@ class Server:
             async with asyncio.timeout_at(deadline):
                 response = await method.handler(request, ctx)
             return 0, "", response.SerializeToString()
-        except LaminaError as exc:
+        except (LaminaError, TimeoutError) as exc:
             log.debug("ttrpc: request failed", rpc=rpc, error=str(exc))
-            return status_code(exc), str(exc), b""
-        except TimeoutError:
-            return CODE_DEADLINE_EXCEEDED, "context deadline exceeded", b""
-        except asyncio.CancelledError:
+            return status_code(exc), status_message(exc), b""
+        except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
-            return CODE_CANCELLED, "context canceled", b""
+            return status_code(exc), status_message(exc), b""
         except Exception as exc:
             log.exception("ttrpc: request failed", rpc=rpc)
-            return CODE_UNKNOWN, str(exc) or type(exc).__name__, b""
+            return status_code(exc), status_message(exc), b""
 
     def _resolve(self, service: str, method: str) -> Method:
         methods = self._services.get(service)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lamina.core.errors import AlreadyExists, InvalidArgument
+from lamina.core.fsutil import atomic_write
 from lamina.core.identifiers import validate_identifier
 from lamina.core.mount_ops import unmount_all
 
@@ -51,11 +52,7 @@ class Bundle:
             return None
 
     def write(self, name: str, data: str) -> None:
-        """Write a bundle file atomically (temp file, then rename)."""
-        tmp = self.file(f".{name}")
-        with open(tmp, "w") as f:
-            f.write(data)
-        os.replace(tmp, self.file(name))
+        atomic_write(self.file(name), data.encode())
 
     def delete(self) -> None:
         work = None

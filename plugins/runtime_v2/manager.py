@@ -109,7 +109,7 @@ class TaskManager:
     def get(self, namespace: str, id_: str) -> ShimTask:
         task = self._tasks.get((namespace, id_))
         if task is None:
-            raise NotFound(f"task {id_}")
+            raise NotFound(message=f"task {id_} not found")
         return task
 
     def list(self, namespace: str) -> list[ShimTask]:
@@ -162,7 +162,9 @@ class TaskManager:
         self, namespace: str, container: Container, binary_path: str, options: AnyValue | None
     ) -> ShimTask:
         assert container.spec is not None
-        bundle = new_bundle(self.root, self.state, namespace, container.id, container.spec.value)
+        bundle = await asyncio.to_thread(
+            new_bundle, self.root, self.state, namespace, container.id, container.spec.value
+        )
         shim_log: ShimLog | None = None
         try:
             shim_log = ShimLog(bundle.file("log"), id_=container.id, namespace=namespace,
@@ -183,7 +185,7 @@ class TaskManager:
         except BaseException:
             if shim_log is not None:
                 await shim_log.close()
-            bundle.delete()
+            await asyncio.to_thread(bundle.delete)
             raise
         return ShimTask(bundle=bundle, client=client, binary=binary, runtime=container.runtime.name, log=shim_log)
 
@@ -224,7 +226,7 @@ class TaskManager:
             exit_ = await task.delete()
         except Unavailable:
             if self._tasks.get((namespace, id_)) is not task:
-                raise NotFound(f"task {id_}") from None
+                raise NotFound(message=f"task {id_} not found") from None
             del self._tasks[(namespace, id_)]
             return await self._cleanup_dead(task.bundle, task.binary, task)
         if self._tasks.get((namespace, id_)) is task:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.conftest import CTR, Daemon, Runner, finish, make_daemon
+from tests.conftest import CTR, Daemon, Runner, collect_garbage, finish, make_daemon
 
 MiB = 1 << 20
 
@@ -162,7 +162,7 @@ def test_blob_in_namespace_a_is_not_visible_in_b(ctr: Runner, tmp_path: os.PathL
     ctr_b = Runner(ctr.argv0, ctr.address, other)
     _ingest(ctr_b, "iso", path)
     ctr_b("content", "rm", dgst)
-    time.sleep(0.5)
+    collect_garbage(ctr)
     assert dgst in ctr("content", "ls", "-q").stdout.split()
     assert _get_sha256(ctr, dgst) == dgst
 

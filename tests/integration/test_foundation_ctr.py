@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from tests.conftest import CTR, Daemon, Runner
+from tests.conftest import CTR, Daemon, Runner, wait_until_live
 
 
 def test_version_shows_lamina(ctr: Runner) -> None:
@@ -72,13 +72,15 @@ def test_plugins_ls_filters(ctr: Runner) -> None:
 
 
 def test_events_show_namespace_create(daemon: Daemon, ctr: Runner, ns: str) -> None:
-    with subprocess.Popen([CTR, "-a", daemon.address, "events"], stdout=subprocess.PIPE, text=True) as events:
+    with subprocess.Popen([CTR, "-a", daemon.address, "events", 'topic=="/namespaces/create"'],
+                          stdout=subprocess.PIPE, text=True) as events:
         try:
-            time.sleep(0.5)  # let the subscription reach the daemon
+            wait_until_live(events, lambda: ctr("namespaces", "create", f"{ns}-probe", check=False))
             ctr("namespaces", "create", ns, "x=y")
             line = events.stdout.readline()  # type: ignore[union-attr]
         finally:
             events.send_signal(signal.SIGINT)
+            ctr("namespaces", "rm", f"{ns}-probe")
     _, _, rest = line.partition(" UTC ")
     namespace, topic, payload = rest.split(" ", 2)
     assert topic == "/namespaces/create"

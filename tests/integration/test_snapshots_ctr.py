@@ -11,7 +11,7 @@ import pytest
 
 from lamina.api.services import snapshots_pb2 as pb
 from lamina.api.services import snapshots_pb2_grpc as pb_grpc
-from tests.conftest import Daemon, Runner
+from tests.conftest import Daemon, Runner, collect_garbage, wait_until_live
 
 SNAPSHOTTERS = ("overlayfs", "native")
 
@@ -180,7 +180,7 @@ def test_snapshots_under_a_lease_survive_gc_until_it_goes(ctr: Runner, daemon: D
         # A collection (scheduled by an unrelated removal) keeps the leased snapshot.
         ctr("snapshots", "--snapshotter", "native", "prepare", "tmp")
         ctr("snapshots", "--snapshotter", "native", "rm", "tmp")
-        time.sleep(1)
+        collect_garbage(ctr)
         assert "leased" in _keys(ctr, "native")
         ctr("leases", "rm", "--sync", "hold")
         deadline = time.monotonic() + 10
@@ -195,13 +195,21 @@ def test_events_for_prepare_commit_remove(ctr: Runner, daemon: Daemon, ns: str) 
     events = subprocess.Popen(["/usr/bin/ctr", "-a", daemon.address, "events", f"namespace=={ns}"],
                               stdout=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)
+        def poke() -> None:
+            ctr("snapshots", "prepare", "probe")
+            ctr("snapshots", "rm", "probe")
+
+        wait_until_live(events, poke)
         ctr("snapshots", "prepare", "ev")
         ctr("snapshots", "commit", "ev-c", "ev")
         ctr("snapshots", "rm", "ev-c")
-        time.sleep(0.5)
+        ctr("snapshots", "prepare", "last")  # an event after ours: when it arrives, ours have
+        lines = []
+        while "/snapshot/prepare" not in (line := events.stdout.readline()) or "last" not in line:  # type: ignore[union-attr]
+            lines.append(line)
     finally:
         events.terminate()
-        out, _ = events.communicate(timeout=10)
-    topics = [line.split()[5] for line in out.splitlines() if len(line.split()) > 5]
+        events.communicate(timeout=10)
+        ctr("snapshots", "rm", "last", check=False)
+    topics = [line.split()[5] for line in lines if len(line.split()) > 5 and '"probe"' not in line]
     assert topics == ["/snapshot/prepare", "/snapshot/commit", "/snapshot/remove"]

@@ -100,7 +100,7 @@ def test_missing_container_and_task(client: Api, rootfs: str) -> None:
     client.create_container("idle", oci_spec(client.namespace, "idle", ["true"]))
     for call in (client.get, client.delete, client.wait, client.start):
         err = _error(call, "idle")
-        assert err.code() == grpc.StatusCode.NOT_FOUND and err.details() == "task idle: not found"
+        assert err.code() == grpc.StatusCode.NOT_FOUND and err.details() == "task idle not found"  # containerd's words
     client.remove("idle")
 
 

@@ -25,3 +25,13 @@ def test_plain_exceptions_are_unknown_and_bare_class_text_has_no_context() -> No
     assert errors.status_code(ValueError("x")) == errors.CODE_UNKNOWN
     assert errors.from_status(5, "not found").context == ""
     assert str(errors.NotFound("container 'x'")) == "container 'x': not found"
+
+
+def test_deadline_and_cancellation_map_to_their_codes_with_gos_words() -> None:
+    import asyncio
+
+    assert errors.status_code(TimeoutError()) == errors.CODE_DEADLINE_EXCEEDED
+    assert errors.status_message(TimeoutError()) == "context deadline exceeded"
+    assert errors.status_code(asyncio.CancelledError()) == errors.CODE_CANCELLED
+    assert errors.status_message(asyncio.CancelledError()) == "context canceled"
+    assert errors.status_message(errors.NotFound("x")) == "x: not found"
