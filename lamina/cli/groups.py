@@ -10,6 +10,7 @@ ALIASES = {
     "event": "events",
     "image": "images", "i": "images",
     "lease": "leases",
+    "container": "containers", "c": "containers", "task": "tasks", "t": "tasks", "snapshot": "snapshots",
     "list": "ls",
     "remove": "rm", "delete": "rm", "del": "rm",
 }

@@ -16,12 +16,15 @@ from types import TracebackType
 
 from lamina.client import events, introspection, version
 from lamina.client._transport import Connection
+from lamina.client.containers import Containers
 from lamina.client.content import Content
 from lamina.client.events import Event
 from lamina.client.images import Images
 from lamina.client.introspection import PluginInfo
 from lamina.client.leases import DEFAULT_EXPIRE, Leases
 from lamina.client.namespaces import Namespaces
+from lamina.client.snapshots import Snapshots
+from lamina.client.tasks import Tasks
 from lamina.client.version import Version
 
 DEFAULT_ADDRESS = "/run/lamina/lamina.sock"
@@ -38,6 +41,9 @@ class Client:
         self.content = Content(self._connection)
         self.images = Images(self._connection)
         self.leases = Leases(self._connection)
+        self.containers = Containers(self._connection)
+        self.tasks = Tasks(self._connection)
+        self.snapshots = Snapshots(self._connection)
 
     @property
     def address(self) -> str:

@@ -89,6 +89,9 @@ class SyncClient:
         self.content: Any = _Blocking(self._client.content, self._loop)
         self.images: Any = _Blocking(self._client.images, self._loop)
         self.leases: Any = _Blocking(self._client.leases, self._loop)
+        self.containers: Any = _Blocking(self._client.containers, self._loop)
+        self.tasks: Any = _Blocking(self._client.tasks, self._loop)
+        self.snapshots: Any = _Blocking(self._client.snapshots, self._loop)
 
     @property
     def address(self) -> str:
