@@ -77,6 +77,9 @@ def test_push_rm_pull_unpacks(lamina: Runner, ctr: Runner, registry: Registry, b
     assert "downloading" not in again.stdout
     assert ctr("images", "ls", "-q").stdout.split() == [ref]
 
+    ran = lamina("run", "--rm", ref, f"{ns}-run", "echo", "pulled and running")
+    assert ran.stdout == "pulled and running\n"
+
 
 def test_real_ctr_push_and_pull(ctr: Runner, lamina: Runner, registry: Registry, busybox_archive: str,
                                 ns: str) -> None:
