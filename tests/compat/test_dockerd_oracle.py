@@ -1,0 +1,151 @@
+"""The real Docker Engine 20.10 (Debian's docker.io) driving laminad: ``dockerd --containerd=<laminad>``.
+
+Optional: skipped when dockerd, Docker's 20.10 CLI or skopeo is not installed.
+No network: ``--iptables=false --bridge=none --ip-forward=false`` and
+``docker run --network none``; the image is the offline busybox test image,
+turned into a docker-archive by skopeo and ``docker load``-ed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.compat.test_docker_contract import VARIANTS, _cleanup, _daemon_args
+from tests.conftest import Daemon, make_daemon
+from tests.integration.test_runtime_support import needs_runc, shim_pids, wait_for
+
+DOCKERD = "/usr/sbin/dockerd"
+DOCKER = "/usr/bin/docker"  # the 20.10 CLI from docker.io (a newer one may sit earlier on PATH)
+START_TIMEOUT = 30.0
+
+pytestmark = [
+    pytest.mark.oracle,
+    needs_runc,
+    pytest.mark.timeout(180),
+    pytest.mark.skipif(not (os.path.exists(DOCKERD) and os.path.exists(DOCKER)),
+                       reason="Docker Engine is not installed (Debian package docker.io provides dockerd 20.10)"),
+    pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is needed to build the docker-archive"),
+]
+
+
+@pytest.fixture(scope="session")
+def docker_archive(busybox_archive: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = str(tmp_path_factory.mktemp("docker-archive") / "busybox.tar")
+    subprocess.run(["skopeo", "copy", "-q", f"oci-archive:{busybox_archive}", f"docker-archive:{out}:busybox:latest"],
+                   check=True, capture_output=True)
+    return out
+
+
+@dataclass
+class Dockerd:
+    laminad: Daemon
+    base: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket(self) -> str:
+        return os.path.join(self.base, "d.sock")
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.base, "dockerd.log")
+
+    def start(self) -> None:
+        os.makedirs(self.base, exist_ok=True)
+        config = os.path.join(self.base, "daemon.json")  # not the host's /etc/docker/daemon.json
+        with open(config, "w") as f:
+            f.write("{}\n")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [DOCKERD, f"--containerd={self.laminad.address}", "--data-root", os.path.join(self.base, "data"),
+                 "--exec-root", os.path.join(self.base, "x"), "-H", f"unix://{self.socket}",
+                 "--pidfile", os.path.join(self.base, "dockerd.pid"), "--config-file", config,
+                 "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none"],
+                stdout=log, stderr=log, start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.docker("version", check=False).returncode != 0:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"dockerd did not start against laminad:\n{self.log()}")
+            time.sleep(0.2)
+
+    def docker(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "DOCKER_CONFIG": os.path.join(self.base, "cli")}
+        result = subprocess.run([DOCKER, "-H", f"unix://{self.socket}", *args], capture_output=True, text=True,
+                                env=env, input=input, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stdout}"
+                                 f"\n{result.stderr}\n--- dockerd ---\n{self.log()[-5000:]}")
+        return result
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()[-20000:]
+
+
+@pytest.fixture(params=VARIANTS)
+def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
+    """dockerd on a laminad of its own; with lamina's shim io.containerd.runc.v2 is lamina's (the default)."""
+    _, containerd_shim = request.param
+    d = make_daemon()
+    d.extra_args = _daemon_args(d, containerd_shim)
+    d.start()
+    engine = Dockerd(d, os.path.join(d.base, "docker"))
+    passed = False
+    try:
+        engine.start()
+        yield engine
+        passed = True
+    finally:
+        try:
+            if engine.process is not None:
+                leftover = engine.docker("ps", "-aq", check=False).stdout.split()
+                if leftover:
+                    engine.docker("rm", "-f", *leftover, check=False)
+            engine.stop()
+        finally:
+            _cleanup(d, os.path.join(engine.base, "x", "runtime-runc"), check=passed)
+
+
+def test_docker_run(dockerd: Dockerd, docker_archive: str) -> None:
+    docker = dockerd.docker
+    assert "busybox:latest" in docker("load", "-i", docker_archive).stdout
+    assert docker("run", "--rm", "--network", "none", "busybox", "echo", "hi").stdout == "hi\n"
+    assert docker("run", "--rm", "--network", "none", "busybox", "sh", "-c", "exit 3", check=False).returncode == 3
+    assert docker("run", "-i", "--rm", "--network", "none", "busybox", "cat", input="piped\n").stdout == "piped\n"
+
+    id_ = docker("run", "-d", "--network", "none", "busybox", "sleep", "600").stdout.strip()
+    assert "sleep 600" in docker("exec", id_, "ps").stdout
+    docker("update", "--memory", "64m", "--memory-swap", "-1", id_)
+    stats = docker("stats", "--no-stream", "--format", "{{.MemUsage}}", id_).stdout
+    assert "64MiB" in stats, stats
+
+    # laminad dies and comes back: dockerd reconnects, the container kept running
+    dockerd.laminad.stop(signal.SIGKILL)
+    dockerd.laminad.start()
+    wait_for(lambda: docker("exec", id_, "true", check=False).returncode == 0, timeout=30,
+             what="docker exec after laminad restarted")
+    assert docker("inspect", "-f", "{{.State.Running}}", id_).stdout.strip() == "true"
+    docker("stop", "-t", "1", id_)
+    assert docker("inspect", "-f", "{{.State.ExitCode}}", id_).stdout.strip() == "137"
+    docker("rm", id_)
+    wait_for(lambda: shim_pids(dockerd.laminad) == [], what="every shim to exit")
