@@ -14,8 +14,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 
+import grpc
 import pytest
 
+from lamina.api.services import content_pb2, content_pb2_grpc
 from tests.conftest import CTR, Daemon, Runner, collect_garbage, finish, make_daemon
 
 MiB = 1 << 20
@@ -137,10 +139,18 @@ def test_second_writer_on_a_ref_is_refused_as_locked(ctr: Runner, tmp_path: os.P
         first.stdin.write(b"x" * MiB)
         first.stdin.flush()
         _wait_for(lambda: "busy" in _active(ctr), "the first ingest")
-        # ctr retries a locked ref until its context ends, then reports the lock.
+        # ctr retries a locked ref until its context ends, so it may report the
+        # deadline rather than the lock; the daemon's own answer is UNAVAILABLE.
         second = _ingest(ctr, "busy", path, check=False, timeout="3s")
         assert second.returncode != 0
-        assert "/busy locked" in second.stderr and "unavailable" in second.stderr
+        with grpc.insecure_channel(f"unix:{ctr.address}") as channel:
+            stream = content_pb2_grpc.ContentStub(channel).Write(
+                iter([content_pb2.WriteContentRequest(ref="busy")]),
+                metadata=(("containerd-namespace", ctr.namespace),))
+            with pytest.raises(grpc.RpcError) as refused:
+                list(stream)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "/busy locked" in refused.value.details()
     finally:
         first.kill()
         first.wait()
