@@ -89,6 +89,12 @@ class Filter:
     def match(self, adaptor: Adaptor) -> bool:
         return any(all(s.match(adaptor) for s in conj) for conj in self.conjunctions)
 
+    @property
+    def always(self) -> bool:
+        """True when every object matches (an empty conjunction), so that a
+        lister can skip building adaptors."""
+        return any(not conj for conj in self.conjunctions)
+
 
 def parse(filters: Sequence[str]) -> Filter:
     """Parse a request's filter list, as containerd's ``filters.ParseAll``.

@@ -9,6 +9,7 @@ the daemon down.  Only ``required_plugins`` turn a failure into a fatal one.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 from collections.abc import Callable, Iterator, Mapping
@@ -82,6 +83,9 @@ class DaemonContext:
     address: str
     ttrpc_address: str
     exchange: Exchange
+    # set once the gRPC socket answers: plugins defer work that can wait
+    # (the shim zygote) until then, so that it does not slow start-up
+    serving: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(slots=True, kw_only=True)

@@ -161,7 +161,10 @@ class LocalSnapshotter:
                 path = os.path.join(self._dir, name)
                 if not name.startswith("rm-"):
                     renamed = os.path.join(self._dir, f"rm-{name}")
-                    os.rename(path, renamed)
+                    try:
+                        os.rename(path, renamed)
+                    except FileNotFoundError:
+                        continue  # a concurrent remove() moved it away first
                     path = renamed
                 doomed.append(path)
         for path in doomed:

@@ -232,10 +232,13 @@ class MetaStore:
 
     def __init__(self, path: str) -> None:
         self._env = lmdb.open(path, subdir=False, max_dbs=4, map_size=_MAP_SIZE)
-        self._dbs = {
-            name: self._env.open_db(name.encode())
-            for name in ("meta", "snapshots", "names", "children")
-        }
+        # One transaction for the four: each open_db on its own commits (and
+        # fsyncs) once, ~10 ms apiece on start-up.
+        with self._env.begin(write=True) as txn:
+            self._dbs = {
+                name: self._env.open_db(name.encode(), txn=txn)
+                for name in ("meta", "snapshots", "names", "children")
+            }
         self._closed = False
 
     @contextmanager

@@ -72,12 +72,15 @@ def _to_doc(image: Image, created: int, updated: int) -> dict[str, Any]:
 
 
 def from_doc(name: str, doc: Mapping[str, Any]) -> Image:
+    """The image a stored document describes; it takes the document's own
+    dicts (a fresh decode, or the dict just stored), as List does for every
+    image of the namespace."""
     t = doc["target"]
     return Image(
         name=name,
-        labels=dict(doc["labels"]),
+        labels=doc["labels"],
         target=Descriptor(
-            media_type=t["media_type"], digest=t["digest"], size=t["size"], annotations=dict(t["annotations"])
+            media_type=t["media_type"], digest=t["digest"], size=t["size"], annotations=t["annotations"]
         ),
         created_at=to_datetime(doc["created_at"]),
         updated_at=to_datetime(doc["updated_at"]),
@@ -160,7 +163,9 @@ class ImageStore:
     def list(self, namespace: str, filter_exprs: Sequence[str] = ()) -> list[Image]:
         matcher = filters.parse(filter_exprs)
         found = self._db.view(lambda txn: list(txn.scan(images_prefix(namespace))))
-        images = (from_doc(name, doc) for name, doc in found)
+        images = [from_doc(name, doc) for name, doc in found]
+        if matcher.always:
+            return images
         return [image for image in images if matcher.match(_adaptor(image))]
 
     async def create(self, namespace: str, image: Image) -> Image:

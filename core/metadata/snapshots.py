@@ -213,61 +213,64 @@ class SnapshotStore:
                 bparent = pdoc["name"]
             return bparent, f"{namespace}/{self._next_id(txn)}/{key}"
 
-        async with self.lock.shared():
-            bparent, bkey = await self.db.update(reserve)
-            shared = await asyncio.to_thread(self._find_target, target, bparent) if target else None
-            created = ""
+        made: dict[str, tuple[Mount, ...]] = {}  # backend key -> mounts
+
+        def create_and_record(txn: Txn) -> tuple[tuple[Mount, ...], AlreadyExists | None]:
+            # As containerd does, the backend call runs inside the metadata
+            # transaction: one commit instead of a reserve and a record.
+            # update_sync re-runs this after growing the map; the aborted
+            # attempt handed out the same id, so its backend snapshot is reused.
+            bparent, bkey = reserve(txn)
+            shared = self._find_target(target, bparent) if target else None
             result: AlreadyExists | None = None
             mounts: tuple[Mount, ...] = ()
+            rlabels: Mapping[str, str]
             if shared is not None:
-                key, bkey = target, shared.key
-                labels = {**{k: v for k, v in shared.labels.items() if v}, **labels}
+                rkey, bkey = target, shared.key
+                rlabels = {**{k: v for k, v in shared.labels.items() if v}, **labels}
                 created_ns = int(shared.created_at.timestamp() * 1e9)
                 updated_ns = int(shared.updated_at.timestamp() * 1e9)
                 result = AlreadyExists(f"target snapshot {_q(target)} from snapshotter")
             else:
-                create = self.backend.view if readonly else self.backend.prepare
-                try:
-                    mounts = await asyncio.to_thread(create, bkey, bparent, inherited_labels(labels))
-                except AlreadyExists as exc:
-                    # The backend key is fresh; a clash there is not the caller's to handle.
-                    raise RuntimeError(f"unexpected error from snapshotter: {exc}") from None
-                created = bkey
+                rkey, rlabels = key, labels
+                if bkey not in made:
+                    create = self.backend.view if readonly else self.backend.prepare
+                    try:
+                        made[bkey] = create(bkey, bparent, inherited_labels(labels))
+                    except AlreadyExists as exc:
+                        # The backend key is fresh; a clash there is not the caller's to handle.
+                        raise RuntimeError(f"unexpected error from snapshotter: {exc}") from None
+                mounts = made[bkey]
                 created_ns = updated_ns = time.time_ns()
+            if lease:
+                add_resource_txn(txn, namespace, lease, self._lease_type, rkey)
+            if parent:
+                txn.put(_children_prefix(namespace, self.name, parent) + rkey, {})
+            txn.put(record_key(namespace, self.name, rkey),
+                    {"name": bkey, "parent": parent, "labels": rlabels,
+                     "created_at": created_ns, "updated_at": updated_ns})
+            return mounts, result
 
-            def record(txn: Txn) -> AlreadyExists | None:
-                if lease:
-                    add_resource_txn(txn, namespace, lease, self._lease_type, key)
-                rkey = record_key(namespace, self.name, key)
-                if txn.has(rkey):
-                    return result or AlreadyExists(f"snapshot {_q(key)}")
-                if parent:
-                    pdoc = txn.get(record_key(namespace, self.name, parent))
-                    if pdoc is None:
-                        raise NotFound(f"parent snapshot {parent} does not exist")
-                    if pdoc["name"] != bparent:
-                        raise InvalidArgument(f"mismatched parent {parent} from target {target}")
-                    txn.put(_children_prefix(namespace, self.name, parent) + key, {})
-                txn.put(rkey, {"name": bkey, "parent": parent, "labels": labels,
-                               "created_at": created_ns, "updated_at": updated_ns})
-                return result
-
+        def run() -> tuple[Mount, ...]:
             try:
-                failure = await self.db.update(record)
+                mounts, failure = self.db.update_sync(create_and_record)
             except BaseException:
-                await self._discard(created)
+                for bkey in made:
+                    self._discard_sync(bkey)
                 raise
             if failure is not None:
-                await self._discard(created)
                 raise failure
-        return mounts
+            return mounts
 
-    async def _discard(self, bkey: str) -> None:
+        async with self.lock.shared():
+            return await self.db.on_writer(run)
+
+    def _discard_sync(self, bkey: str) -> None:
         """Remove a backend snapshot whose record was never written."""
         if not bkey:
             return
         try:
-            await asyncio.to_thread(self.backend.remove, bkey)
+            self.backend.remove(bkey)
         except Exception as exc:  # noqa: BLE001 - the collector retries it later
             log.error("failed to clean up unreferenced snapshot", snapshotter=self.name, key=bkey,
                       error=str(exc))
@@ -286,27 +289,30 @@ class SnapshotStore:
             raise InvalidArgument("snapshot name must not be empty")
         kept = checked_labels(labels or {}, "info.Labels")
 
-        def check(txn: Txn) -> tuple[str, str]:
+        committed: set[str] = set()
+
+        def run(txn: Txn) -> None:
+            # As containerd does, the backend commit runs inside the metadata
+            # transaction (one commit, one thread hop).  update_sync re-runs
+            # this after growing the map, with the same id: commit once.
             if txn.has(record_key(namespace, self.name, name)):
                 raise AlreadyExists(f"snapshot {_q(name)}")
             doc = txn.get(record_key(namespace, self.name, key))
             if doc is None:
                 raise NotFound(f"snapshot {key} does not exist")
-            return doc["name"], f"{namespace}/{self._next_id(txn)}/{name}"
-
-        def record(txn: Txn) -> None:
-            if txn.has(record_key(namespace, self.name, name)):
-                raise AlreadyExists(f"snapshot {_q(name)}")
-            doc = txn.get(record_key(namespace, self.name, key))
-            if doc is None or doc["name"] != bkey:
-                raise NotFound(f"snapshot {key} does not exist")
+            parent = doc.get("parent", "")
+            if parent and not txn.has(record_key(namespace, self.name, parent)):
+                raise NotFound(f"parent snapshot {parent} does not exist")
+            bkey, name_bkey = doc["name"], f"{namespace}/{self._next_id(txn)}/{name}"
+            if name_bkey not in committed:
+                self.backend.commit(name_bkey, bkey, inherited_labels(kept))
+                committed.add(name_bkey)
+            # A failure from here on leaves the committed backend snapshot
+            # unnamed, which the collector reclaims.
             if lease:
                 add_resource_txn(txn, namespace, lease, self._lease_type, name)
-            parent = doc.get("parent", "")
             remove_record_txn(txn, namespace, self.name, key)
             if parent:
-                if not txn.has(record_key(namespace, self.name, parent)):
-                    raise NotFound(f"parent snapshot {parent} does not exist")
                 txn.put(_children_prefix(namespace, self.name, parent) + name, {})
             now = time.time_ns()
             txn.put(record_key(namespace, self.name, name),
@@ -315,11 +321,7 @@ class SnapshotStore:
                 remove_resource_txn(txn, namespace, lease, self._lease_type, key)
 
         async with self.lock.shared():
-            bkey, name_bkey = await self.db.update(check)
-            await asyncio.to_thread(self.backend.commit, name_bkey, bkey, inherited_labels(kept))
-            # A failure from here on leaves the committed backend snapshot unnamed,
-            # which the collector reclaims.
-            await self.db.update(record)
+            await self.db.update(run)
 
     async def update(self, namespace: str, info: Info, paths: Sequence[str] = ()) -> Info:
         """Labels only: ``labels.<k>`` sets one (empty deletes), ``labels`` or no paths replace all."""

@@ -9,6 +9,8 @@ resolves to lamina's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from lamina.core.errors import LaminaError
@@ -42,11 +44,17 @@ class RuntimeConfig:
 class RuntimeV2:
     """What the plugin exports: the task manager, plus the events endpoint it owns."""
 
-    def __init__(self, manager: TaskManager, endpoint: EventsEndpoint) -> None:
+    def __init__(self, manager: TaskManager, endpoint: EventsEndpoint,
+                 deferred: asyncio.Task[None] | None = None) -> None:
         self.tasks = manager
         self._endpoint = endpoint
+        self._deferred = deferred
 
     async def close(self) -> None:
+        if self._deferred is not None:
+            self._deferred.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._deferred
         await self.tasks.close()
         await self._endpoint.close()
 
@@ -66,8 +74,11 @@ async def _init(ic: InitContext) -> RuntimeV2:
     await endpoint.start(ic.daemon.ttrpc_address)
     runtimes = {**DEFAULT_RUNTIMES, **config.runtimes}
     zygote = Zygote() if config.zygote else None
+    deferred = None
     if zygote is not None and _default_is_lamina_shim(runtimes):
-        zygote.start()
+        # Once laminad serves: the zygote's imports would take the CPU from
+        # laminad's own start-up.  A task created before then starts it itself.
+        deferred = asyncio.get_running_loop().create_task(_start_when_serving(ic.daemon.serving, zygote))
     manager = TaskManager(
         root=ic.root_dir,
         state=ic.state_dir,
@@ -81,11 +92,18 @@ async def _init(ic: InitContext) -> RuntimeV2:
     try:
         await manager.load_existing()
     except BaseException:
+        if deferred is not None:
+            deferred.cancel()
         if zygote is not None:
             await zygote.close()
         await endpoint.close()
         raise
-    return RuntimeV2(manager, endpoint)
+    return RuntimeV2(manager, endpoint, deferred)
+
+
+async def _start_when_serving(serving: asyncio.Event, zygote: Zygote) -> None:
+    await serving.wait()
+    zygote.start()
 
 
 @hookimpl

@@ -1,7 +1,8 @@
 """laminad's side of the shim zygote (``shim/zygote.py``).
 
-The runtime plugin starts one zygote at init, in the background: the process
-imports the shim while laminad goes on starting.  For a task whose shim is
+The runtime plugin starts one zygote once laminad serves (its imports would
+otherwise compete with laminad's start-up); the process imports the shim in
+the background.  For a task whose shim is
 lamina's own, ``ShimBinary.start`` asks the zygote for the shim instead of
 running ``containerd-shim-lamina-v2 start``: the same socket, ``address``
 file, cgroup and oom score, without two interpreter start-ups per task.  The

@@ -8,15 +8,15 @@ and Delete with ``sync`` waits for a garbage collection before answering.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from lamina.api.events import image_pb2 as events_pb2
 from lamina.api.services import images_pb2 as pb
 from lamina.api.services import images_pb2_grpc as pb_grpc
-from lamina.api.types import descriptor_pb2
 from lamina.core import namespaces
 from lamina.core.errors import InvalidArgument
 from lamina.core.events import Exchange
@@ -28,26 +28,35 @@ from lamina.plugins.gc import GC_PLUGIN
 from lamina.plugins.metadata import METADATA_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = timedelta(seconds=1)
 
-def _ts(t: datetime | None) -> timestamp_pb2.Timestamp | None:
+
+def _ts(t: datetime | None) -> dict[str, int] | None:
+    """A ``Timestamp`` as constructor fields: what ``FromDatetime`` computes
+    (whole seconds, microseconds as nanos) without its Python-level calls."""
     if t is None:
         return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(t)
-    return ts
+    return {"seconds": (t - _EPOCH) // _SECOND, "nanos": t.microsecond * 1000}
+
+
+def _fields(image: Image) -> dict[str, Any]:
+    # Sub-messages as dicts, and empty maps left out: upb builds them in C,
+    # ~4x faster than building Descriptor and Timestamp messages first and
+    # copying them in (Images.List converts every image of the namespace).
+    t = image.target
+    return {
+        "name": image.name,
+        "labels": image.labels or None,
+        "target": {"media_type": t.media_type, "digest": t.digest, "size": t.size,
+                   "annotations": t.annotations or None},
+        "created_at": _ts(image.created_at),
+        "updated_at": _ts(image.updated_at),
+    }
 
 
 def _to_pb(image: Image) -> pb.Image:
-    t = image.target
-    return pb.Image(
-        name=image.name,
-        labels=dict(image.labels),
-        target=descriptor_pb2.Descriptor(
-            media_type=t.media_type, digest=t.digest, size=t.size, annotations=dict(t.annotations)
-        ),
-        created_at=_ts(image.created_at),
-        updated_at=_ts(image.updated_at),
-    )
+    return pb.Image(**_fields(image))
 
 
 def _from_pb(image: pb.Image) -> Image:
@@ -73,7 +82,11 @@ class ImagesService(pb_grpc.ImagesServicer):
 
     async def List(self, request: pb.ListImagesRequest, context: object) -> pb.ListImagesResponse:  # noqa: N802
         found = self._store.list(namespaces.required(), list(request.filters))
-        return pb.ListImagesResponse(images=[_to_pb(i) for i in found])
+        response = pb.ListImagesResponse()
+        add = response.images.add  # built in place: no copy of each message into the list
+        for image in found:
+            add(**_fields(image))
+        return response
 
     async def Create(self, request: pb.CreateImageRequest, context: object) -> pb.CreateImageResponse:  # noqa: N802
         ns = namespaces.required()
