@@ -39,12 +39,13 @@ class Daemon:
     address: str
     log_path: str
     extra_args: list[str] = field(default_factory=list)
+    launcher: list[str] = field(default_factory=list)  # e.g. unshare ... to start laminad inside
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            ["laminad", "--root", self.root, "--state", self.state, "--address", self.address,
+            [*self.launcher, "laminad", "--root", self.root, "--state", self.state, "--address", self.address,
              "--log-level", "debug", "--log-format", "json", *self.extra_args],
             stdout=log, stderr=log, start_new_session=True,
         )
@@ -96,7 +97,7 @@ def collect_garbage(runner: Runner) -> None:
     runner("leases", "rm", "--sync", "gc-now")
 
 
-def make_daemon(extra_args: list[str] | None = None) -> Daemon:
+def make_daemon(extra_args: list[str] | None = None, launcher: list[str] | None = None) -> Daemon:
     base = tempfile.mkdtemp(prefix="lt-", dir="/tmp")
     return Daemon(
         base=base,
@@ -105,6 +106,7 @@ def make_daemon(extra_args: list[str] | None = None) -> Daemon:
         address=f"{base}/l.sock",
         log_path=f"{base}/laminad.log",
         extra_args=extra_args or [],
+        launcher=launcher or [],
     )
 
 
@@ -167,8 +169,8 @@ def fresh_daemon() -> Iterator[Callable[..., Daemon]]:
     """A factory for daemons of the test's own (restart, config, crash tests)."""
     made: list[Daemon] = []
 
-    def factory(extra_args: list[str] | None = None, start: bool = True) -> Daemon:
-        d = make_daemon(extra_args)
+    def factory(extra_args: list[str] | None = None, start: bool = True, launcher: list[str] | None = None) -> Daemon:
+        d = make_daemon(extra_args, launcher)
         made.append(d)
         if start:
             d.start()

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Daemon, Runner
+from tests.conftest import CTR, Daemon, Runner
 from tests.integration.test_runtime_support import needs_runc
 
 pytestmark = [needs_runc, pytest.mark.timeout(180)]
@@ -128,17 +128,18 @@ def _read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 30) ->
             raise AssertionError(f"pty closed before {marker!r}: {bytes(seen)!r}") from exc
 
 
-def test_run_tty_in_a_pty(daemon: Daemon, ns: str, image: str) -> None:
-    """Prompt, echo of typed input, the outer window size, and `exit` ending the run."""
+@pytest.mark.parametrize("client", ["lamina", CTR])
+def test_run_tty_in_a_pty(daemon: Daemon, ns: str, image: str, client: str) -> None:
+    """Prompt, echo of typed input, the outer window size, and `exit` ending the run (lamina's CLI and ctr)."""
     pid, fd = pty.fork()
-    if pid == 0:  # the child: lamina on the pty's slave side
-        os.execvp("lamina", ["lamina", "-a", daemon.address, "-n", ns, "run", "--rm", "-t", image, "tty1", "sh"])
+    if pid == 0:  # the child: the client on the pty's slave side
+        os.execvp(client, [client, "-a", daemon.address, "-n", ns, "run", "--rm", "-t", image, "tty1", "sh"])
     try:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
         seen = bytearray()
         _read_until(fd, b"# ", seen)
         os.write(fd, b"stty size; echo typ''ed\r")
-        _read_until(fd, b"typed\r\n", seen)
+        _read_until(fd, b"typed\r", seen)  # ctr leaves the outer pty cooked: "\r\r\n"
         assert b"stty size; echo typ''ed" in seen  # the terminal echoed what was typed
         assert b"33 101" in seen
         _read_until(fd, b"# ", seen)
