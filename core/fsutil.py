@@ -16,8 +16,14 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
+def atomic_write(path: str, data: bytes, mode: int = 0o644, *, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file.
+
+    ``sync=False`` skips both fsyncs: the rename still means a crashed process
+    leaves the old or the new file, but a power loss may not. That is for
+    files under the state dir (``/run``, gone at boot anyway), which
+    containerd writes with a plain ``os.WriteFile``.
+    """
     directory = os.path.dirname(path) or "."
     tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp-{os.urandom(4).hex()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
@@ -26,7 +32,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
         os.rename(tmp, path)
     except BaseException:
         os.close(fd)
@@ -34,4 +41,5 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
             os.unlink(tmp)
         raise
     os.close(fd)
-    fsync_dir(directory)
+    if sync:
+        fsync_dir(directory)

@@ -211,12 +211,14 @@ def start(flags: Flags, options: bytes = b"") -> tuple[str, int]:
         if exc.errno != errno.EADDRINUSE:
             raise
         if _can_connect(path):  # grouping: that shim serves this container too
-            atomic_write(os.path.abspath("address"), address.encode())
+            atomic_write(os.path.abspath("address"), address.encode(), sync=False)
             return address, 0
         os.unlink(path)
         sock = _listen(path)
     try:
-        atomic_write(os.path.abspath("address"), address.encode())
+        # No fsync: the address names a socket of this boot's shim, in the
+        # state dir; a power loss takes both away.
+        atomic_write(os.path.abspath("address"), address.encode(), sync=False)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()

@@ -186,11 +186,12 @@ class TaskService:
             if r.options.type_url.rsplit("/", 1)[-1] != OPTIONS_TYPE:
                 raise InvalidArgument(f"runtime options type {r.options.type_url!r}")
             opts.ParseFromString(r.options.value)
-        atomic_write(os.path.join(r.bundle, "options.json"), json.dumps(
-            {k: v for k, v in (("no_pivot_root", opts.no_pivot_root), ("no_new_keyring", opts.no_new_keyring),
-                               ("shim_cgroup", opts.shim_cgroup), ("binary_name", opts.binary_name),
-                               ("root", opts.root), ("systemd_cgroup", opts.systemd_cgroup)) if v}).encode(), 0o600)
-        atomic_write(os.path.join(r.bundle, "runtime"), opts.binary_name.encode(), 0o600)
+        # State-dir files, written without fsync as containerd-shim-runc-v2 does.
+        saved = {k: v for k, v in (("no_pivot_root", opts.no_pivot_root), ("no_new_keyring", opts.no_new_keyring),
+                                   ("shim_cgroup", opts.shim_cgroup), ("binary_name", opts.binary_name),
+                                   ("root", opts.root), ("systemd_cgroup", opts.systemd_cgroup)) if v}
+        atomic_write(os.path.join(r.bundle, "options.json"), json.dumps(saved).encode(), 0o600, sync=False)
+        atomic_write(os.path.join(r.bundle, "runtime"), opts.binary_name.encode(), 0o600, sync=False)
 
         rootfs = ""
         if r.rootfs:

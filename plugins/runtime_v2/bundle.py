@@ -52,7 +52,9 @@ class Bundle:
             return None
 
     def write(self, name: str, data: str) -> None:
-        atomic_write(self.file(name), data.encode())
+        # The bundle lives under the state dir, which does not outlive a boot;
+        # containerd writes these files without fsync too.
+        atomic_write(self.file(name), data.encode(), sync=False)
 
     def delete(self) -> None:
         work = None
