@@ -10,8 +10,6 @@ method into the log context.
 from __future__ import annotations
 
 import os
-import socket
-import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -20,8 +18,9 @@ import structlog
 
 from lamina.core import namespaces
 from lamina.core.config import GrpcConfig
-from lamina.core.errors import CODE_UNKNOWN, InvalidArgument, LaminaError, status_code, status_message
+from lamina.core.errors import CODE_UNKNOWN, LaminaError, status_code, status_message
 from lamina.core.log import get_logger
+from lamina.core.sockets import claim_unix_socket
 
 log = get_logger()
 
@@ -119,26 +118,6 @@ class Registrar:
         self._server.add_registered_method_handlers(service, wrapped)
 
 
-def _claim_socket(path: str) -> None:
-    """Remove a stale socket, but refuse to steal one a live daemon serves."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise InvalidArgument(f"address {path!r} exists and is not a socket")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        os.unlink(path)
-    else:
-        raise InvalidArgument(f"address {path!r} is in use by another daemon")
-    finally:
-        probe.close()
-
-
 def create_server(config: GrpcConfig) -> grpc.aio.Server:
     return grpc.aio.server(
         options=[
@@ -150,7 +129,7 @@ def create_server(config: GrpcConfig) -> grpc.aio.Server:
 
 
 async def listen(server: grpc.aio.Server, config: GrpcConfig) -> None:
-    _claim_socket(config.address)
+    claim_unix_socket(config.address)
     server.add_insecure_port(f"unix:{config.address}")
     await server.start()
     os.chmod(config.address, 0o660)

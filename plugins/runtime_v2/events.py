@@ -8,39 +8,15 @@ shim's namespace, topic and timestamp are what clients see.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import stat
-
 from google.protobuf import empty_pb2
 
 from lamina.api.runtime import shim_events_pb2 as pb
-from lamina.core.errors import InvalidArgument
 from lamina.core.events import Envelope, Exchange
+from lamina.core.sockets import claim_unix_socket
 from lamina.core.ttrpc import Context, Method, Server
 from lamina.core.ttrpc.client import socket_path
 
 SERVICE = "containerd.services.events.ttrpc.v1.Events"
-
-
-def _claim(path: str) -> None:
-    """Remove a stale socket left by a killed daemon; refuse a live one."""
-    os.makedirs(os.path.dirname(path) or ".", mode=0o711, exist_ok=True)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise InvalidArgument(f"ttrpc address {path!r} exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            return
-    raise InvalidArgument(f"ttrpc address {path!r} is in use by another daemon")
 
 
 class EventsEndpoint:
@@ -64,7 +40,7 @@ class EventsEndpoint:
 
     async def start(self, address: str) -> None:
         path = socket_path(address)
-        _claim(path)
+        claim_unix_socket(path, "ttrpc address")
         await self._server.start(path)
 
     async def close(self) -> None:
