@@ -23,4 +23,5 @@ step ctr --address "$sock" images import "$work/busybox.tar"
 step ctr --address "$sock" images ls
 step ctr --address "$sock" run --rm docker.io/library/busybox:latest demo1 echo "hello from lamina"
 step ctr --address "$sock" snapshots ls
-step "$bin/lamina" --address "$sock" namespaces ls
+step "$bin/lamina" --address "$sock" run --rm docker.io/library/busybox:latest demo2 echo "hello from lamina run"
+step "$bin/lamina" --address "$sock" images ls

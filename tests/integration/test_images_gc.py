@@ -47,16 +47,19 @@ def _blob_file(d: Daemon, dgst: str) -> str:
 
 
 def _image(ctr: Runner, channel: grpc.Channel, name: str, layer: bytes) -> tuple[str, str, str]:
-    """An image made as pull makes one: blobs, gc.ref labels on the manifest, then Images.Create."""
-    layer_d = _ingest(ctr, layer)
+    """An image made as pull makes one: blobs under a lease, gc.ref labels on the manifest,
+    Images.Create, then the lease goes (before that, a collection could take the blobs)."""
+    lease = "making-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    ctr("leases", "create", "--id", lease)
+    layer_d = _write_under_lease(channel, lease, layer)
     config = json.dumps({"rootfs": {"diff_ids": [layer_d]}, "name": name}).encode()
-    config_d = _ingest(ctr, config)
+    config_d = _write_under_lease(channel, lease, config)
     manifest = json.dumps({
         "schemaVersion": 2, "mediaType": MANIFEST,
         "config": {"digest": config_d, "size": len(config)},
         "layers": [{"digest": layer_d, "size": len(layer)}],
     }).encode()
-    manifest_d = _ingest(ctr, manifest)
+    manifest_d = _write_under_lease(channel, lease, manifest)
     ctr("content", "label", manifest_d,
         f"containerd.io/gc.ref.content.config={config_d}", f"containerd.io/gc.ref.content.l.0={layer_d}")
     images_pb2_grpc.ImagesStub(channel).Create(
@@ -64,6 +67,7 @@ def _image(ctr: Runner, channel: grpc.Channel, name: str, layer: bytes) -> tuple
             name=name, target=descriptor_pb2.Descriptor(media_type=MANIFEST, digest=manifest_d, size=len(manifest)))),
         metadata=(("containerd-namespace", NS),),
     )
+    ctr("leases", "rm", lease)
     return manifest_d, config_d, layer_d
 
 
@@ -156,7 +160,8 @@ def test_content_under_a_lease_survives_gc_until_the_lease_goes(env: tuple[Daemo
 
 def test_write_of_existing_expected_is_already_exists(env: tuple[Daemon, Runner, grpc.Channel]) -> None:
     _, ctr, channel = env
-    ctr("content", "label", _ingest(ctr, b"dup"), "containerd.io/gc.root=x")
+    ctr("leases", "create", "--id", "dup")
+    ctr("content", "label", _write_under_lease(channel, "dup", b"dup"), "containerd.io/gc.root=x")
     stub = content_pb2_grpc.ContentStub(channel)
     req = content_pb2.WriteContentRequest(action=content_pb2.STAT, ref="again", expected=_digest(b"dup"))
     with pytest.raises(grpc.RpcError) as exc:

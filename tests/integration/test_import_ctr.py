@@ -24,7 +24,7 @@ from lamina.api.services import diff_pb2, diff_pb2_grpc
 from lamina.api.services import snapshots_pb2 as pb
 from lamina.api.services import snapshots_pb2_grpc as pb_grpc
 from lamina.api.types import descriptor_pb2
-from tests.conftest import Daemon, Runner
+from tests.conftest import CTR, Daemon, Runner
 from tests.images import Entry, busybox_entries, layer_tar
 
 INDEX_NAME = "docker.io/library/busybox:latest"
@@ -206,7 +206,11 @@ def _unpack_with_ref(channel: grpc.Channel, namespace: str, layer: descriptor_pb
 
 
 def test_snapshot_ref_shares_committed_layers_across_namespaces(
-        ctr: Runner, daemon: Daemon, ns: str, tmp_path: object) -> None:
+        fresh_daemon, ns: str, tmp_path: object) -> None:  # type: ignore[no-untyped-def]
+    # A daemon of its own: nothing here holds the snapshots (no image labels, no
+    # gc.root), so a collection scheduled by another test's deletion would take them.
+    daemon = fresh_daemon()
+    ctr = Runner([CTR], daemon.address, ns)
     raw = layer_tar([Entry(path="shared-" + ns, data=b"s")])
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     ctr("images", "import", "--no-unpack", write(tmp_path, archive([raw])))
