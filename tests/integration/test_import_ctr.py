@@ -190,9 +190,10 @@ def test_second_namespace_unpacks_too(ctr: Runner, ns: str, tmp_path: object) ->
 
 
 def _unpack_with_ref(channel: grpc.Channel, namespace: str, layer: descriptor_pb2.Descriptor, chain: str) -> str:
-    """What containerd's unpacker (``ctr pull``) sends: ``containerd.io/snapshot.ref`` on Prepare and Commit."""
+    """What containerd's unpacker (``ctr pull``) sends: ``containerd.io/snapshot.ref`` on Prepare and
+    Commit, under the lease ``unpack`` (without one, a collection may take the snapshots mid-way)."""
     snaps = pb_grpc.SnapshotsStub(channel)
-    md = (("containerd-namespace", namespace),)
+    md = (("containerd-namespace", namespace), ("containerd-lease", "unpack"))
     labels = {"containerd.io/snapshot.ref": chain}
     key = f"extract-1-abcd {chain}"
     try:
@@ -207,17 +208,17 @@ def _unpack_with_ref(channel: grpc.Channel, namespace: str, layer: descriptor_pb
 
 def test_snapshot_ref_shares_committed_layers_across_namespaces(
         fresh_daemon, ns: str, tmp_path: object) -> None:  # type: ignore[no-untyped-def]
-    # A daemon of its own: nothing here holds the snapshots (no image labels, no
-    # gc.root), so a collection scheduled by another test's deletion would take them.
     daemon = fresh_daemon()
     ctr = Runner([CTR], daemon.address, ns)
+    other = ns + "-2"
+    for n in (ns, other):
+        ctr("leases", "create", "--id", "unpack", namespace=n)
     raw = layer_tar([Entry(path="shared-" + ns, data=b"s")])
     diff_id = "sha256:" + hashlib.sha256(raw).hexdigest()
     ctr("images", "import", "--no-unpack", write(tmp_path, archive([raw])))
     blob = gzip.compress(raw, mtime=0)
     layer = descriptor_pb2.Descriptor(media_type="application/vnd.oci.image.layer.v1.tar+gzip",
                                       digest="sha256:" + hashlib.sha256(blob).hexdigest(), size=len(blob))
-    other = ns + "-2"
     with grpc.insecure_channel(f"unix://{daemon.address}") as channel:
         assert _unpack_with_ref(channel, ns, layer, diff_id) == "applied"
         assert _unpack_with_ref(channel, other, layer, diff_id) == "shared"
@@ -225,10 +226,12 @@ def test_snapshot_ref_shares_committed_layers_across_namespaces(
         info = snaps.Stat(pb.StatSnapshotRequest(snapshotter="overlayfs", key=diff_id),
                           metadata=(("containerd-namespace", other),)).info
         assert info.kind == pb.COMMITTED and info.labels["containerd.io/snapshot.ref"] == diff_id
-    ctr("snapshots", "view", "v", diff_id)
-    ctr("snapshots", "view", "v", diff_id, namespace=other)
+        for n in (ns, other):  # views under the lease too: nothing else holds them
+            snaps.View(pb.ViewSnapshotRequest(snapshotter="overlayfs", key="v", parent=diff_id),
+                       metadata=(("containerd-namespace", n), ("containerd-lease", "unpack")))
     a = ctr("snapshots", "mounts", "/t", "v").stdout
     b = ctr("snapshots", "mounts", "/t", "v", namespace=other).stdout
     assert a == b and a.split()[3].endswith("/fs")  # the same backend directory
     for n in (ns, other):
         ctr("snapshots", "rm", "v", diff_id, namespace=n)
+        ctr("leases", "rm", "unpack", namespace=n)
