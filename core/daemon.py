@@ -22,7 +22,7 @@ from lamina.core import log as logmod
 from lamina.core.errors import LaminaError
 from lamina.core.events import Exchange
 from lamina.core.registry import DaemonContext, PluginSet, Registry, check_required
-from lamina.core.server import Registrar, create_server, listen
+from lamina.core.server import Server
 from lamina.plugins.manager import load_registry
 from lamina.plugins.services import GRPC_PLUGIN
 
@@ -99,12 +99,11 @@ async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
     )
     try:
         check_required(plugins, config.required_plugins)
-        server = create_server(config.grpc)
+        server = Server(config.grpc)
         services = plugins.instances(GRPC_PLUGIN)
-        registrar = Registrar(server)
         for service in services.values():
-            service.register(registrar)
-        await listen(server, config.grpc)
+            service.register(server)
+        await server.start()
         if "healthcheck" in services:
             await services["healthcheck"].serving()
         daemon.serving.set()
@@ -146,8 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LaminaError as exc:
         print(f"laminad: {exc}", file=sys.stderr)
         return 1
-    # Everything is closed by now; skip interpreter teardown, where grpc's
-    # core spends a second or more joining its threads.
+    # Everything is closed by now; skip interpreter teardown (finalising
+    # the start-up heap that gc.freeze() set aside buys nothing).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -1,46 +1,123 @@
-"""laminad's gRPC server: the unix socket, limits, and the request wrapper.
+"""laminad's gRPC server: services, calls, status, on the HTTP/2 connections of ``h2.py``.
 
-Every method handler is wrapped once at registration (``Registrar``); the
-wrapper is the single place where lamina errors become gRPC status codes.
-It also validates the ``containerd-namespace`` header, binds the namespace
-and lease into context variables for the stores, and binds the namespace and
-method into the log context.
+Services are registered from their protobuf service descriptors
+(``add_service``), so laminad never imports grpcio: the method table, the
+request types and the streaming kinds all come from the ``.proto`` files.
+
+Every call runs as one task.  The server is the single place where lamina
+errors become gRPC status codes (``core/errors.py`` owns the table), where
+the ``containerd-namespace`` header is validated and bound, with the lease,
+into the context variables the stores read, and where the namespace and
+method are bound into the log context.  Wire behaviour follows grpc-go, as
+containerd serves it: unknown service and method wording, message size
+limits, ``grpc-timeout`` deadlines, trailers-only error responses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
-import grpc
 import structlog
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError, Message
 
 from lamina.core import namespaces
 from lamina.core.config import GrpcConfig
-from lamina.core.errors import CODE_UNKNOWN, LaminaError, status_code, status_message
+from lamina.core.errors import (
+    CODE_CANCELLED,
+    CODE_DEADLINE_EXCEEDED,
+    CODE_OK,
+    CODE_UNKNOWN,
+    LaminaError,
+    status_code,
+    status_message,
+)
+from lamina.core.h2 import DATA, END_HEADERS, END_STREAM, HEADERS, Connection, Stream, StreamReset, frame
 from lamina.core.log import get_logger
 from lamina.core.sockets import claim_unix_socket
 
 log = get_logger()
 
-
-def _status(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    code = status_code(exc)
-    if code == CODE_UNKNOWN and not isinstance(exc, LaminaError):
-        log.error("request failed", error=str(exc), exc_info=exc)
-    return _GRPC_CODES[code], status_message(exc)
+CODE_INTERNAL, CODE_UNIMPLEMENTED, CODE_RESOURCE_EXHAUSTED = 13, 12, 8
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
-_GRPC_CODES = {c.value[0]: c for c in grpc.StatusCode}
+def _hpack_int(n: int, prefix_bits: int = 7) -> bytes:
+    limit = (1 << prefix_bits) - 1
+    if n < limit:
+        return bytes((n,))
+    out, n = bytearray((limit,)), n - limit
+    while n >= 128:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
-def _bind(method: str, context: grpc.aio.ServicerContext) -> None:
-    """Take namespace and lease from the metadata into context variables."""
-    metadata = dict(context.invocation_metadata() or ())
+def _literal(name: bytes, value: bytes) -> bytes:
+    """A header field literal without indexing: the peer's dynamic table is never touched."""
+    return b"\x00" + _hpack_int(len(name)) + name + _hpack_int(len(value)) + value
+
+
+# ":status: 200" is static entry 8; "content-type" is static name 31 (4-bit prefix: 15 + 16).
+_RESPONSE_HEADERS = b"\x88\x0f\x10" + _hpack_int(len(b"application/grpc")) + b"application/grpc"
+_TRAILERS_OK = _literal(b"grpc-status", b"0")
+
+
+def _status_block(code: int, message: str) -> bytes:
+    block = _literal(b"grpc-status", str(code).encode())
+    if message:
+        # grpc's percent-encoding: printable ASCII except '%' stays as it is.
+        block += _literal(b"grpc-message", quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~").encode())
+    return block
+
+
+def _prefixed(data: bytes) -> bytes:
+    return b"\x00" + len(data).to_bytes(4, "big") + data
+
+
+class CallError(Exception):
+    """A failure the gRPC layer itself reports, with its code (grpc-go's wording)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    name: str
+    request_type: type[Message]
+    handler: Callable[..., Any] | None  # None: the servicer does not implement it
+    client_streaming: bool
+    server_streaming: bool
+
+
+class CallContext:
+    """What a handler may ask about its call."""
+
+    __slots__ = ("method", "metadata", "expired")
+
+    def __init__(self, method: str, metadata: dict[str, str]) -> None:
+        self.method = method
+        self.metadata = metadata
+        self.expired = False
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple((k, v) for k, v in self.metadata.items() if not k.startswith(":"))
+
+
+def _bind(context: CallContext) -> None:
+    """Take namespace and lease from the metadata into context variables (this call's task)."""
+    metadata = context.metadata
     namespace = metadata.get(namespaces.NAMESPACE_KEY, "")
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(rpc=method, namespace=namespace)
+    structlog.contextvars.bind_contextvars(rpc=context.method, namespace=namespace)
     if namespace:
         namespaces.validate_namespace(namespace)
     namespaces.current_namespace.set(namespace)
@@ -48,89 +125,190 @@ def _bind(method: str, context: grpc.aio.ServicerContext) -> None:
     log.debug("request")
 
 
-def _wrap_unary(method: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            _bind(method, context)
-            return await fn(request, context)
-        except LaminaError as exc:
-            await context.abort(*_status(exc))
-        except (grpc.aio.AbortError, grpc.RpcError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to UNKNOWN, logged once
-            await context.abort(*_status(exc))
-
-    return handler
+def _timeout(value: str) -> float:
+    try:
+        return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
+    except (KeyError, ValueError, IndexError):
+        raise CallError(CODE_INTERNAL, f"transport: malformed grpc-timeout: {value!r}") from None
 
 
-def _wrap_stream(method: str, fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
-    async def handler(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
-            _bind(method, context)
-            async for item in fn(request, context):
-                yield item
-        except LaminaError as exc:
-            await context.abort(*_status(exc))
-        except (grpc.aio.AbortError, grpc.RpcError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to UNKNOWN, logged once
-            await context.abort(*_status(exc))
+class Server:
+    """The services, the listening socket, and the calls in flight."""
 
-    return handler
+    def __init__(self, config: GrpcConfig) -> None:
+        self._config = config
+        self._methods: dict[str, Method] = {}
+        self._services: set[str] = set()
+        self._connections: set[Connection] = set()
+        self._listener: asyncio.AbstractServer | None = None
 
-
-_KINDS = (
-    ("unary_unary", grpc.unary_unary_rpc_method_handler, _wrap_unary),
-    ("stream_unary", grpc.stream_unary_rpc_method_handler, _wrap_unary),
-    ("unary_stream", grpc.unary_stream_rpc_method_handler, _wrap_stream),
-    ("stream_stream", grpc.stream_stream_rpc_method_handler, _wrap_stream),
-)
-
-
-def _wrap_handler(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-    for attr, make, wrap in _KINDS:
-        fn = getattr(handler, attr)
-        if fn is not None:
-            return make(  # type: ignore[no-any-return]
-                wrap(method, fn),  # type: ignore[arg-type]
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+    def add_service(self, service: ServiceDescriptor, servicer: object) -> None:
+        self._services.add(service.full_name)
+        for method in service.methods:
+            self._methods[f"/{service.full_name}/{method.name}"] = Method(
+                name=method.name,
+                request_type=message_factory.GetMessageClass(method.input_type),
+                handler=getattr(servicer, method.name, None),
+                client_streaming=method.client_streaming,
+                server_streaming=method.server_streaming,
             )
-    return handler
+
+    async def start(self) -> None:
+        path = self._config.address
+        claim_unix_socket(path)
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_unix_server(self._connection, path)
+        os.chmod(path, 0o660)
+        os.chown(path, self._config.uid, self._config.gid)
+
+    def _connection(self) -> Connection:
+        conn = Connection(self._dispatch, self._connections.discard)
+        self._connections.add(conn)
+        return conn
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let calls in flight finish for up to ``grace`` seconds, then cancel them."""
+        if self._listener is not None:
+            self._listener.close()
+        for conn in self._connections:
+            conn.go_away()
+        tasks = [s.task for c in self._connections for s in c.streams.values() if s.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        for conn in list(self._connections):
+            conn.close()
+
+    # -- calls ---------------------------------------------------------------
+
+    def _dispatch(self, stream: Stream) -> None:
+        stream.task = asyncio.get_running_loop().create_task(self._call(stream))
+
+    async def _call(self, stream: Stream) -> None:
+        path = stream.headers.get(":path", "")
+        context = CallContext(path, stream.headers)
+        timer: asyncio.TimerHandle | None = None
+        sent_headers = False
+        try:
+            method = self._method(path)
+            timeout = stream.headers.get("grpc-timeout")
+            if timeout is not None:
+                timer = asyncio.get_running_loop().call_later(_timeout(timeout), self._expire, stream, context)
+            _bind(context)
+            if method.client_streaming:
+                request: Any = self._requests(stream, method)
+            else:
+                request = await self._single_request(stream, method)
+            if method.server_streaming:
+                async for reply in method.handler(request, context):  # type: ignore[misc]
+                    data = self._encode(reply)
+                    if not sent_headers:
+                        stream.send_headers(_RESPONSE_HEADERS)
+                        sent_headers = True
+                    await stream.send_data(data)
+                self._finish(stream, sent_headers, CODE_OK, "")
+            else:
+                reply = await method.handler(request, context)  # type: ignore[misc]
+                data = self._encode(reply)
+                if not stream.write_now(_reply_frames(stream.id, data), len(data)):
+                    stream.send_headers(_RESPONSE_HEADERS)
+                    await stream.send_data(data)
+                    stream.send_headers(_TRAILERS_OK, end=True)
+        except StreamReset:
+            pass
+        except asyncio.CancelledError:
+            if context.expired:
+                self._finish(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
+            elif not stream.reset:
+                self._finish(stream, sent_headers, CODE_CANCELLED, "context canceled")
+                raise
+        except CallError as exc:
+            self._finish(stream, sent_headers, exc.code, str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in one place
+            code = status_code(exc)
+            if code == CODE_UNKNOWN and not isinstance(exc, LaminaError):
+                log.error("request failed", error=str(exc), exc_info=exc)
+            self._finish(stream, sent_headers, code, status_message(exc))
+        finally:
+            if timer is not None:
+                timer.cancel()
+            stream.conn.finished(stream)
+
+    def _method(self, path: str) -> Method:
+        method = self._methods.get(path)
+        if method is not None and method.handler is not None:
+            return method
+        service, _, name = path.lstrip("/").rpartition("/")
+        if method is not None:
+            raise CallError(CODE_UNIMPLEMENTED, f"method {name} not implemented")
+        if service not in self._services:
+            raise CallError(CODE_UNIMPLEMENTED, f"unknown service {service}")
+        raise CallError(CODE_UNIMPLEMENTED, f"unknown method {name} for service {service}")
+
+    @staticmethod
+    def _expire(stream: Stream, context: CallContext) -> None:
+        context.expired = True
+        if stream.task is not None:
+            stream.task.cancel()
+
+    def _finish(self, stream: Stream, sent_headers: bool, code: int, message: str) -> None:
+        block = _status_block(code, message) if code else _TRAILERS_OK
+        stream.send_headers(block if sent_headers else _RESPONSE_HEADERS + block, end=True)
+
+    def _encode(self, reply: Message) -> bytes:
+        data = reply.SerializeToString()
+        limit = self._config.max_send_message_size
+        if len(data) > limit:
+            raise CallError(CODE_RESOURCE_EXHAUSTED,
+                            f"grpc: trying to send message larger than max ({len(data)} vs. {limit})")
+        return _prefixed(data)
+
+    async def _next_message(self, stream: Stream) -> bytes | None:
+        """The next request message, or None once the client has finished sending."""
+        body = stream.body
+        while True:
+            if len(body) >= 5:
+                if body[0]:
+                    encoding = stream.headers.get("grpc-encoding", "")
+                    raise CallError(CODE_UNIMPLEMENTED,
+                                    f'grpc: Decompressor is not installed for grpc-encoding "{encoding}"')
+                size = int.from_bytes(body[1:5], "big")
+                limit = self._config.max_recv_message_size
+                if size > limit:
+                    raise CallError(CODE_RESOURCE_EXHAUSTED,
+                                    f"grpc: received message larger than max ({size} vs. {limit})")
+                if len(body) >= 5 + size:
+                    data = bytes(body[5: 5 + size])
+                    del body[: 5 + size]
+                    stream.consumed(5 + size)
+                    return data
+            if stream.ended:
+                if body:
+                    raise CallError(CODE_INTERNAL, "grpc: request ended inside a message")
+                return None
+            await stream.wait_data()
+
+    def _parse(self, method: Method, data: bytes) -> Message:
+        try:
+            return method.request_type.FromString(data)
+        except DecodeError as exc:
+            raise CallError(CODE_INTERNAL, f"grpc: error unmarshalling request: {exc}") from None
+
+    async def _single_request(self, stream: Stream, method: Method) -> Message:
+        data = await self._next_message(stream)
+        if data is None:
+            raise CallError(CODE_INTERNAL, "grpc: the request message is missing")
+        return self._parse(method, data)
+
+    async def _requests(self, stream: Stream, method: Method) -> AsyncIterator[Message]:
+        while (data := await self._next_message(stream)) is not None:
+            yield self._parse(method, data)
 
 
-class Registrar:
-    """Stands in for the server in the generated ``add_*Servicer_to_server``.
+def _reply_frames(stream_id: int, data: bytes) -> bytes:
+    """Headers, the one message and the OK trailers of a unary reply, as one write."""
+    return (frame(HEADERS, END_HEADERS, stream_id, _RESPONSE_HEADERS) + frame(DATA, 0, stream_id, data)
+            + frame(HEADERS, END_HEADERS | END_STREAM, stream_id, _TRAILERS_OK))
 
-    It wraps every method handler once, at registration, with the request
-    set-up and the error mapping, so a call pays for no interceptor.
-    """
-
-    def __init__(self, server: grpc.aio.Server) -> None:
-        self._server = server
-
-    def add_generic_rpc_handlers(self, handlers: Any) -> None:
-        """Ignored: ``add_registered_method_handlers`` follows with the same methods."""
-
-    def add_registered_method_handlers(self, service: str, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
-        wrapped = {name: _wrap_handler(f"/{service}/{name}", h) for name, h in handlers.items()}
-        self._server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, wrapped),))
-        self._server.add_registered_method_handlers(service, wrapped)
-
-
-def create_server(config: GrpcConfig) -> grpc.aio.Server:
-    return grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", config.max_recv_message_size),
-            ("grpc.max_send_message_length", config.max_send_message_size),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-
-
-async def listen(server: grpc.aio.Server, config: GrpcConfig) -> None:
-    claim_unix_socket(config.address)
-    server.add_insecure_port(f"unix:{config.address}")
-    await server.start()
-    os.chmod(config.address, 0o660)
-    os.chown(config.address, config.uid, config.gid)

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
 from google.protobuf import any_pb2, empty_pb2
 
 from lamina.api.events import container_pb2 as events_pb2
 from lamina.api.services import containers_pb2 as pb
-from lamina.api.services import containers_pb2_grpc as pb_grpc
 from lamina.core import namespaces
 from lamina.core.errors import InvalidArgument
 from lamina.core.events import Exchange
 from lamina.core.metadata.containers import AnyValue, Container, ContainerStore, RuntimeInfo
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.metadata import METADATA_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
@@ -66,13 +65,13 @@ def _from_pb(message: pb.Container) -> Container:
     )
 
 
-class ContainersService(pb_grpc.ContainersServicer):
+class ContainersService:
     def __init__(self, store: ContainerStore, exchange: Exchange) -> None:
         self._store = store
         self._exchange = exchange
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ContainersServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Containers"], self)
 
     async def Get(self, request: pb.GetContainerRequest, context: object) -> pb.GetContainerResponse:  # noqa: N802
         container = self._store.get(namespaces.required(), request.id)

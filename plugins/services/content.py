@@ -14,12 +14,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from lamina.api.events import content_pb2 as events_pb2
 from lamina.api.services import content_pb2 as pb
-from lamina.api.services import content_pb2_grpc as pb_grpc
 from lamina.content import digest as digests
 from lamina.content.base import Info, Status
 from lamina.core import namespaces
@@ -29,6 +27,7 @@ from lamina.core.gc_scheduler import Scheduler
 from lamina.core.log import get_logger
 from lamina.core.metadata.content import ContentStore, NamespacedWriter
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.content import CONTENT_PLUGIN
 from lamina.plugins.gc import GC_PLUGIN
@@ -71,14 +70,14 @@ def _digest(dgst: str) -> str:
     return dgst
 
 
-class ContentService(pb_grpc.ContentServicer):
+class ContentService:
     def __init__(self, store: ContentStore, gc: Scheduler, exchange: Exchange) -> None:
         self._store = store
         self._gc = gc
         self._exchange = exchange
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ContentServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Content"], self)
 
     async def Info(self, request: pb.InfoRequest, context: object) -> pb.InfoResponse:  # noqa: N802
         info = self._store.info(namespaces.required(), _digest(request.digest))

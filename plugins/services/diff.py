@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import grpc
-
 from lamina.api.services import diff_pb2 as pb
-from lamina.api.services import diff_pb2_grpc as pb_grpc
 from lamina.api.types import descriptor_pb2, mount_pb2
 from lamina.core import namespaces
 from lamina.core.errors import InvalidArgument, NotImplemented_
 from lamina.core.metadata.images import Descriptor
 from lamina.core.mounts import Mount
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.differ import DIFFER_PLUGIN, WalkingDiffer
 from lamina.plugins.services import GRPC_PLUGIN
@@ -40,12 +38,12 @@ def _descriptor_pb(desc: Descriptor) -> descriptor_pb2.Descriptor:
                                      annotations=dict(desc.annotations))
 
 
-class DiffService(pb_grpc.DiffServicer):
+class DiffService:
     def __init__(self, differs: Sequence[WalkingDiffer]) -> None:
         self._differs = differs
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_DiffServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Diff"], self)
 
     async def Apply(self, request: pb.ApplyRequest, context: object) -> pb.ApplyResponse:  # noqa: N802
         ns = namespaces.required()

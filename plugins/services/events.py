@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import grpc
 from google.protobuf import empty_pb2
 
 # Importing the payload modules registers their messages, so that filters on
 # ``event.<field>`` can decode any event lamina publishes.
 from lamina.api.events import container_pb2, content_pb2, image_pb2, namespace_pb2, snapshot_pb2, task_pb2  # noqa: F401
 from lamina.api.services import events_pb2 as pb
-from lamina.api.services import events_pb2_grpc as pb_grpc
 from lamina.core import namespaces
 from lamina.core.events import Envelope, Exchange
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import CallContext, Server
 from lamina.plugins import hookimpl
 from lamina.plugins.services import GRPC_PLUGIN
 
@@ -37,12 +36,12 @@ def _from_pb(message: pb.Envelope) -> Envelope:
     )
 
 
-class EventsService(pb_grpc.EventsServicer):
+class EventsService:
     def __init__(self, exchange: Exchange) -> None:
         self._exchange = exchange
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_EventsServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Events"], self)
 
     async def Publish(self, request: pb.PublishRequest, context: object) -> empty_pb2.Empty:  # noqa: N802
         self._exchange.publish_raw(namespaces.required(), request.topic, request.event.type_url, request.event.value)
@@ -53,7 +52,7 @@ class EventsService(pb_grpc.EventsServicer):
         return empty_pb2.Empty()
 
     async def Subscribe(  # noqa: N802
-        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+        self, request: pb.SubscribeRequest, context: CallContext
     ) -> AsyncIterator[pb.Envelope]:
         async for envelope in self._exchange.subscribe(list(request.filters)):
             yield _to_pb(envelope)

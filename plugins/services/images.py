@@ -11,18 +11,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2
 
 from lamina.api.events import image_pb2 as events_pb2
 from lamina.api.services import images_pb2 as pb
-from lamina.api.services import images_pb2_grpc as pb_grpc
 from lamina.core import namespaces
 from lamina.core.errors import InvalidArgument
 from lamina.core.events import Exchange
 from lamina.core.gc_scheduler import Scheduler
 from lamina.core.metadata.images import Descriptor, Image, ImageStore
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.gc import GC_PLUGIN
 from lamina.plugins.metadata import METADATA_PLUGIN
@@ -68,14 +67,14 @@ def _from_pb(image: pb.Image) -> Image:
     )
 
 
-class ImagesService(pb_grpc.ImagesServicer):
+class ImagesService:
     def __init__(self, store: ImageStore, gc: Scheduler, exchange: Exchange) -> None:
         self._store = store
         self._gc = gc
         self._exchange = exchange
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_ImagesServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Images"], self)
 
     async def Get(self, request: pb.GetImageRequest, context: object) -> pb.GetImageResponse:  # noqa: N802
         return pb.GetImageResponse(image=_to_pb(self._store.get(namespaces.required(), request.name)))

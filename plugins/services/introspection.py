@@ -9,17 +9,16 @@ from __future__ import annotations
 import os
 import uuid
 
-import grpc
 from google.protobuf import empty_pb2
 
 from lamina.api import ttrpc_pb2
 from lamina.api.services import introspection_pb2 as pb
-from lamina.api.services import introspection_pb2_grpc as pb_grpc
 from lamina.api.types import platform_pb2
 from lamina.core import filters
 from lamina.core.errors import CODE_UNKNOWN
 from lamina.core.fsutil import atomic_write
 from lamina.core.registry import InitContext, Plugin, PluginSet, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.services import GRPC_PLUGIN
 
@@ -76,13 +75,13 @@ def load_uuid(directory: str) -> str:
         return value
 
 
-class IntrospectionService(pb_grpc.IntrospectionServicer):
+class IntrospectionService:
     def __init__(self, plugins: PluginSet, server_uuid: str) -> None:
         self._plugins = plugins
         self._uuid = server_uuid
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_IntrospectionServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Introspection"], self)
 
     async def Plugins(self, request: pb.PluginsRequest, context: object) -> pb.PluginsResponse:  # noqa: N802
         matcher = filters.parse(list(request.filters))

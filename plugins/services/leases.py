@@ -6,15 +6,14 @@ with ``sync`` waits for a garbage collection, and leases publish no events.
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import empty_pb2, timestamp_pb2
 
 from lamina.api.services import leases_pb2 as pb
-from lamina.api.services import leases_pb2_grpc as pb_grpc
 from lamina.core import namespaces
 from lamina.core.gc_scheduler import Scheduler
 from lamina.core.metadata.leases import Lease, LeaseStore, Resource
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.gc import GC_PLUGIN
 from lamina.plugins.metadata import METADATA_PLUGIN
@@ -31,13 +30,13 @@ def _resource(resource: pb.Resource) -> Resource:
     return Resource(id=resource.id, type=resource.type)
 
 
-class LeasesService(pb_grpc.LeasesServicer):
+class LeasesService:
     def __init__(self, store: LeaseStore, gc: Scheduler) -> None:
         self._store = store
         self._gc = gc
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_LeasesServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Leases"], self)
 
     async def Create(self, request: pb.CreateRequest, context: object) -> pb.CreateResponse:  # noqa: N802
         lease = await self._store.create(namespaces.required(), request.id, dict(request.labels))

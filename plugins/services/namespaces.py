@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import grpc
 from google.protobuf import empty_pb2
 
 from lamina.api.events import namespace_pb2 as events_pb2
 from lamina.api.services import namespaces_pb2 as pb
-from lamina.api.services import namespaces_pb2_grpc as pb_grpc
 from lamina.core import namespaces
 from lamina.core.events import Exchange
 from lamina.core.metadata.namespaces import Namespace, NamespaceStore
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.metadata import METADATA_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
@@ -21,13 +20,13 @@ def _to_pb(namespace: Namespace) -> pb.Namespace:
     return pb.Namespace(name=namespace.name, labels=dict(namespace.labels))
 
 
-class NamespacesService(pb_grpc.NamespacesServicer):
+class NamespacesService:
     def __init__(self, store: NamespaceStore, exchange: Exchange) -> None:
         self._store = store
         self._exchange = exchange
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_NamespacesServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Namespaces"], self)
 
     async def Get(self, request: pb.GetNamespaceRequest, context: object) -> pb.GetNamespaceResponse:  # noqa: N802
         return pb.GetNamespaceResponse(namespace=_to_pb(self._store.get(request.name)))

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
-import grpc
 from google.protobuf import empty_pb2
 
 from lamina.api.events import snapshot_pb2 as events_pb2
 from lamina.api.services import snapshots_pb2 as pb
-from lamina.api.services import snapshots_pb2_grpc as pb_grpc
 from lamina.api.types import mount_pb2
 from lamina.core import namespaces
 from lamina.core.errors import InvalidArgument
@@ -23,6 +21,7 @@ from lamina.core.events import Exchange
 from lamina.core.metadata.snapshots import SnapshotStore
 from lamina.core.mounts import Mount
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.services import GRPC_PLUGIN
 from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE
@@ -43,13 +42,13 @@ def _info_pb(info: Info) -> pb.Info:
     return message
 
 
-class SnapshotsService(pb_grpc.SnapshotsServicer):
+class SnapshotsService:
     def __init__(self, stores: dict[str, SnapshotStore], exchange: Exchange) -> None:
         self._stores = stores
         self._exchange = exchange
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_SnapshotsServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Snapshots"], self)
 
     def _store(self, name: str) -> SnapshotStore:
         if not name:

@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import time
 
-import grpc
 from google.protobuf import any_pb2, empty_pb2
 
 from lamina.api.services import tasks_pb2 as pb
-from lamina.api.services import tasks_pb2_grpc as pb_grpc
 from lamina.api.types import metrics_pb2, task_pb2
 from lamina.core import filters, namespaces
 from lamina.core.errors import InvalidArgument, LaminaError, NotFound, NotImplemented_
@@ -25,6 +23,7 @@ from lamina.core.log import get_logger
 from lamina.core.metadata.containers import AnyValue, ContainerStore
 from lamina.core.mounts import Mount
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.metadata import METADATA_PLUGIN
 from lamina.plugins.runtime_v2.manager import TaskManager
@@ -66,13 +65,13 @@ def _delete_pb(id_: str, pid: int, status: int, exited_at_ns: int | None) -> pb.
     return resp
 
 
-class TasksService(pb_grpc.TasksServicer):
+class TasksService:
     def __init__(self, manager: TaskManager, containers: ContainerStore) -> None:
         self._tasks = manager
         self._containers = containers
 
-    def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_TasksServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(pb.DESCRIPTOR.services_by_name["Tasks"], self)
 
     def _task(self, container_id: str) -> ShimTask:
         namespace = namespaces.required()

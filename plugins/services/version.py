@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import grpc
 from google.protobuf import empty_pb2
 
 import lamina
-from lamina.api.services import version_pb2, version_pb2_grpc
+from lamina.api.services import version_pb2
 from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import CallContext, Server
 from lamina.plugins import hookimpl
 from lamina.plugins.services import GRPC_PLUGIN
 
@@ -17,12 +17,12 @@ REVISION = "lamina"
 
 
 @dataclass(frozen=True, slots=True)
-class VersionService(version_pb2_grpc.VersionServicer):
-    async def Version(self, request: empty_pb2.Empty, context: grpc.aio.ServicerContext) -> version_pb2.VersionResponse:  # noqa: N802
+class VersionService:
+    async def Version(self, request: empty_pb2.Empty, context: CallContext) -> version_pb2.VersionResponse:  # noqa: N802
         return version_pb2.VersionResponse(version=lamina.__version__, revision=REVISION)
 
-    def register(self, server: grpc.aio.Server) -> None:
-        version_pb2_grpc.add_VersionServicer_to_server(self, server)
+    def register(self, server: Server) -> None:
+        server.add_service(version_pb2.DESCRIPTOR.services_by_name["Version"], self)
 
 
 def _init(ic: InitContext) -> VersionService:
