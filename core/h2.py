@@ -13,11 +13,14 @@ This module knows frames, streams and flow control; what a stream carries
 
 Flow control: the peer may send a stream as much as that stream's window
 (``STREAM_WINDOW``) ahead of what the handler has consumed; credit is
-returned as messages are taken (``Stream.read``), so a slow handler (a big
-Content.Write going to disk) holds the client back instead of filling
-memory.  The connection window is credited as data arrives: per-stream
-windows already bound what is buffered.  Sending waits for the peer's
-windows and for the transport's buffer to drain.
+returned as messages are taken (``Stream.consumed``), so a slow handler (a
+big Content.Write going to disk) holds the client back instead of filling
+memory.  The connection window is credited as data arrives, once half of it
+is used: per-stream windows already bound what is buffered.  Sending waits
+for the peer's windows and for the transport's buffer to drain.
+
+Frames written while a read is being handled are sent together when it is
+done: one ``send`` per read instead of one per frame.
 """
 
 from __future__ import annotations
@@ -25,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
-import hpack
+from lamina.core.hpack_decoder import HeaderBlockError, HeaderDecoder
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -180,7 +183,7 @@ class Connection(asyncio.Protocol):
         self._on_close = on_close
         self._buf = bytearray()
         self._preface_seen = False
-        self._decoder = hpack.Decoder()
+        self._decoder = HeaderDecoder()
         self._header_stream = 0  # a header block is being continued on this stream
         self._header_flags = 0
         self._header_block = bytearray()
@@ -194,6 +197,8 @@ class Connection(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
         self._transport: asyncio.Transport | None = None
+        self._received_unacked = 0  # connection-level DATA bytes not yet credited back
+        self._batch: list[bytes] | None = None
 
     # -- asyncio.Protocol ------------------------------------------------
 
@@ -202,30 +207,41 @@ class Connection(asyncio.Protocol):
         transport.write(_SERVER_SETTINGS)
 
     def data_received(self, data: bytes) -> None:
+        self._batch = []
+        failure: ProtocolError | None = None
+        try:
+            self._read(data)
+        except ProtocolError as exc:
+            failure = exc
+            self.go_away(exc.code, str(exc))
+        finally:
+            batch, self._batch = self._batch, None
+            if batch:
+                self.write(b"".join(batch))
+        if failure is not None:
+            self.close()
+
+    def _read(self, data: bytes) -> None:
         buf = self._buf
         buf += data
-        try:
-            if not self._preface_seen:
-                if len(buf) < len(PREFACE):
-                    return
-                if buf[: len(PREFACE)] != PREFACE:
-                    raise ProtocolError("not an HTTP/2 client preface")
-                del buf[: len(PREFACE)]
-                self._preface_seen = True
-            while len(buf) >= 9:
-                length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
-                if length > MAX_FRAME:
-                    raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}", FRAME_SIZE_ERROR)
-                if len(buf) < 9 + length:
-                    break
-                kind, flags = buf[3], buf[4]
-                stream_id = ((buf[5] & 0x7F) << 24) | (buf[6] << 16) | (buf[7] << 8) | buf[8]
-                payload = bytes(buf[9: 9 + length])
-                del buf[: 9 + length]
-                self._frame(kind, flags, stream_id, payload)
-        except ProtocolError as exc:
-            self.go_away(exc.code, str(exc))
-            self.close()
+        if not self._preface_seen:
+            if len(buf) < len(PREFACE):
+                return
+            if buf[: len(PREFACE)] != PREFACE:
+                raise ProtocolError("not an HTTP/2 client preface")
+            del buf[: len(PREFACE)]
+            self._preface_seen = True
+        while len(buf) >= 9:
+            length = (buf[0] << 16) | (buf[1] << 8) | buf[2]
+            if length > MAX_FRAME:
+                raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}", FRAME_SIZE_ERROR)
+            if len(buf) < 9 + length:
+                break
+            kind, flags = buf[3], buf[4]
+            stream_id = ((buf[5] & 0x7F) << 24) | (buf[6] << 16) | (buf[7] << 8) | buf[8]
+            payload = bytes(buf[9: 9 + length])
+            del buf[: 9 + length]
+            self._frame(kind, flags, stream_id, payload)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -277,8 +293,10 @@ class Connection(asyncio.Protocol):
         # unknown frame types are ignored (RFC 9113 §5.5)
 
     def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
-        if len(payload) > 0:
-            self.write(frame(WINDOW_UPDATE, 0, 0, _U32.pack(len(payload))))
+        self._received_unacked += len(payload)
+        if self._received_unacked >= CONNECTION_WINDOW // 2:
+            self.write(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._received_unacked)))
+            self._received_unacked = 0
         data: bytes | memoryview = payload
         if flags & PADDED:
             data = memoryview(payload)[1: len(payload) - payload[0]]
@@ -307,8 +325,8 @@ class Connection(asyncio.Protocol):
     def _end_headers(self, stream_id: int) -> None:
         self._header_stream = 0
         try:
-            fields = cast(list[tuple[str, str]], self._decoder.decode(bytes(self._header_block), raw=False))
-        except Exception as exc:  # noqa: BLE001 - any HPACK failure poisons the connection
+            fields = self._decoder.decode(bytes(self._header_block))
+        except HeaderBlockError as exc:
             raise ProtocolError(f"bad header block: {exc}", COMPRESSION_ERROR) from exc
         end = bool(self._header_flags & END_STREAM)
         stream = self.streams.get(stream_id)
@@ -359,7 +377,9 @@ class Connection(asyncio.Protocol):
     # -- sending -------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if not self.closed and self._transport is not None:
+        if self._batch is not None:
+            self._batch.append(data)
+        elif not self.closed and self._transport is not None:
             self._transport.write(data)
 
     def _wait(self, waiters: list[asyncio.Future[None]]) -> asyncio.Future[None]:

@@ -1,0 +1,33 @@
+"""laminad's HPACK decoder against the ``hpack`` package's encoder, block after block."""
+
+from __future__ import annotations
+
+import random
+
+import hpack
+import pytest
+
+from lamina.core.hpack_decoder import HeaderBlockError, HeaderDecoder
+
+
+def test_decodes_what_an_indexing_huffman_encoder_sends_over_many_blocks() -> None:
+    rng = random.Random(7)
+    encoder, decoder = hpack.Encoder(), HeaderDecoder()
+    paths = [f"/containerd.services.x.v1.S/M{i}" for i in range(40)]
+    for round_ in range(300):
+        fields = [(":method", "POST"), (":scheme", "http"), (":path", rng.choice(paths)),
+                  (":authority", "localhost"), ("content-type", "application/grpc"), ("te", "trailers"),
+                  ("containerd-namespace", rng.choice(["default", "k8s.io", f"ns-{round_}"])),
+                  ("x-big", "v" * rng.randrange(0, 3000))]
+        if round_ == 150:
+            encoder.header_table_size = 256  # the encoder shrinks its table: a size update follows
+        sensitive = [hpack.NeverIndexedHeaderTuple("authorization", "secret")] if round_ % 7 == 0 else []
+        block = encoder.encode(fields + sensitive, huffman=round_ % 3 != 0)
+        assert decoder.decode(block) == fields + [(h[0], h[1]) for h in sensitive]
+
+
+@pytest.mark.parametrize("block", [b"\xff", b"\x80", b"\xbe", b"\x40\x85ab", b"\x3f\xe2\x1f"],
+                         ids=["truncated-int", "index-0", "no-such-entry", "truncated-string", "table-too-big"])
+def test_bad_blocks_are_refused(block: bytes) -> None:
+    with pytest.raises(HeaderBlockError):
+        HeaderDecoder().decode(block)
