@@ -12,32 +12,16 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from lamina.content.base import Status
 from lamina.core.errors import NotFound
 from lamina.core.fsutil import atomic_write
+from lamina.core.timeutil import format_rfc3339, from_ns, now, parse_rfc3339
 
 
 def dir_name(ref: str) -> str:
     return hashlib.sha256(ref.encode()).hexdigest()
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> datetime:
-    """Read our own timestamps and Go's RFC3339Nano (fromisoformat keeps µs)."""
-    return datetime.fromisoformat(text.strip()).astimezone(UTC)
-
-
-def mtime(st: os.stat_result) -> datetime:
-    return datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC)
 
 
 def read_text(path: str) -> str:
@@ -70,8 +54,8 @@ def create(path: str, ref: str, total: int) -> datetime:
     """(Re)write the metadata files of a fresh ingest; returns its start time."""
     started = now()
     atomic_write(os.path.join(path, "ref"), ref.encode())
-    atomic_write(os.path.join(path, "startedat"), format_time(started).encode())
-    atomic_write(os.path.join(path, "updatedat"), format_time(started).encode())
+    atomic_write(os.path.join(path, "startedat"), format_rfc3339(started).encode())
+    atomic_write(os.path.join(path, "updatedat"), format_rfc3339(started).encode())
     set_total(path, total)
     return started
 
@@ -93,8 +77,8 @@ def load(path: str) -> OnDisk:
     try:
         st = os.stat(os.path.join(path, "data"))
         ref = read_text(os.path.join(path, "ref"))
-        started = parse_time(read_text(os.path.join(path, "startedat")))
-        updated = parse_time(read_text(os.path.join(path, "updatedat")))
+        started = parse_rfc3339(read_text(os.path.join(path, "startedat")))
+        updated = parse_rfc3339(read_text(os.path.join(path, "updatedat")))
     except (FileNotFoundError, NotADirectoryError, ValueError) as e:
         raise NotFound(f"ingest {os.path.basename(path)}") from e
     try:
@@ -106,5 +90,5 @@ def load(path: str) -> OnDisk:
         size=st.st_size,
         total=total,
         started_at=started,
-        updated_at=max(updated, mtime(st)),
+        updated_at=max(updated, from_ns(st.st_mtime_ns)),
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 from lamina.content import digest as digests
 from lamina.content import ingest, locks
@@ -21,6 +20,7 @@ from lamina.content.reader import BlobReader
 from lamina.content.writer import LocalWriter, open_writer
 from lamina.core.errors import AlreadyExists, InvalidArgument, NotFound
 from lamina.core.log import get_logger
+from lamina.core.timeutil import from_ns
 
 log = get_logger()
 
@@ -30,8 +30,8 @@ def _info(dgst: str, st: os.stat_result) -> Info:
     return Info(
         digest=dgst,
         size=st.st_size,
-        created_at=datetime.fromtimestamp(st.st_mtime_ns / 1e9, UTC),
-        updated_at=datetime.fromtimestamp(st.st_atime_ns / 1e9, UTC),
+        created_at=from_ns(st.st_mtime_ns),
+        updated_at=from_ns(st.st_atime_ns),
     )
 
 

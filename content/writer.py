@@ -21,6 +21,7 @@ from lamina.content import digest as digests
 from lamina.content import ingest, locks
 from lamina.content.base import Info, Status
 from lamina.content.reader import CHUNK_SIZE
+from lamina.core import timeutil
 from lamina.core.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -104,7 +105,7 @@ class LocalWriter:
                     raise
                 self._hash.update(view)
                 self._offset += view.nbytes
-                self._updated_at = ingest.now()
+                self._updated_at = timeutil.now()
             return self._offset
 
     def truncate(self, size: int) -> None:
@@ -166,7 +167,7 @@ class LocalWriter:
         f.seek(0)
         self._hash = digests.hasher(self._alg)
         self._offset = 0
-        self._updated_at = ingest.now()
+        self._updated_at = timeutil.now()
 
     def _commit_locked(self, f: BinaryIO, size: int, expected: str) -> Info:
         alg = digests.parse(expected)[0] if expected else self._alg
@@ -196,8 +197,8 @@ class LocalWriter:
             shutil.rmtree(self._path, ignore_errors=True)
             raise AlreadyExists(f"content {actual}")
 
-        committed = ingest.now()
-        stamp = int(committed.timestamp() * 1e9)
+        committed = timeutil.now()
+        stamp = timeutil.to_ns(committed)
         os.utime(self._fd, ns=(stamp, stamp))
         os.fchmod(self._fd, os.fstat(self._fd).st_mode & 0o444)
         try:
@@ -221,7 +222,7 @@ class LocalWriter:
                 os.fsync(self._fd)
             finally:
                 f.close()  # closes the descriptor even when the flush failed
-            atomic_write(os.path.join(self._path, "updatedat"), ingest.format_time(self._updated_at).encode())
+            atomic_write(os.path.join(self._path, "updatedat"), timeutil.format_rfc3339(self._updated_at).encode())
         except FileNotFoundError:
             pass  # aborted or committed meanwhile: nothing left to update
         finally:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Protocol
 
 from lamina.core.mounts import Mount
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+from lamina.core.timeutil import EPOCH
 
 
 class Kind(enum.IntEnum):

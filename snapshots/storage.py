@@ -25,17 +25,16 @@ import struct
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import lmdb
 
+from lamina.core import timeutil
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from lamina.snapshots.base import EPOCH, Info, Kind, Usage
+from lamina.snapshots.base import Info, Kind, Usage
 
 _U64 = struct.Struct(">Q")
 _MAP_SIZE = 1 << 30  # sparse; the metadata of a snapshotter is small
-_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,18 +44,6 @@ class Snapshot:
     id: int
     kind: Kind
     parent_ids: tuple[int, ...] = ()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _to_us(t: datetime) -> int:
-    return (t - EPOCH) // _US
-
-
-def _from_us(us: int) -> datetime:
-    return EPOCH + us * _US
 
 
 def _name(key: str) -> bytes:
@@ -108,8 +95,8 @@ class Txn:
             parent=rec["parent"],
             kind=Kind(rec["kind"]),
             labels=rec["labels"],
-            created_at=_from_us(rec["created"]),
-            updated_at=_from_us(rec["updated"]),
+            created_at=timeutil.from_us(rec["created"]),
+            updated_at=timeutil.from_us(rec["updated"]),
         )
 
     def _chain(self, parent_id: int | None) -> tuple[int, ...]:
@@ -171,7 +158,7 @@ class Txn:
         if self._load(key) is not None:
             raise AlreadyExists(f"snapshot {key!r}")
         sid = self._next_id()
-        now = _to_us(_now())
+        now = timeutil.to_us(timeutil.now())
         self._put(sid, {
             "key": key, "kind": int(kind), "parent": parent, "parent_id": parent_id,
             "labels": _clean_labels(labels), "created": now, "updated": now,
@@ -190,7 +177,7 @@ class Txn:
         sid, rec = self._must(key)
         if rec["kind"] != Kind.ACTIVE:
             raise FailedPrecondition(f"snapshot {key!r} is not active")
-        now = _to_us(_now())
+        now = timeutil.to_us(timeutil.now())
         self._txn.delete(_name(key), db=self._dbs["names"])
         rec.update(key=name, kind=int(Kind.COMMITTED), labels=_clean_labels(labels),
                    created=now, updated=now, size=usage.size, inodes=usage.inodes)
@@ -222,7 +209,7 @@ class Txn:
                 labels = dict(info.labels)
             else:
                 raise InvalidArgument(f"cannot update {path!r} field on snapshot {info.key!r}")
-        rec.update(labels=_clean_labels(labels), updated=_to_us(_now()))
+        rec.update(labels=_clean_labels(labels), updated=timeutil.to_us(timeutil.now()))
         self._put(sid, rec)
         return self._info(rec)
 

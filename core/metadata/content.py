@@ -31,7 +31,6 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 from lamina.content import digest as digests
@@ -40,12 +39,12 @@ from lamina.content.base import Info, Status
 from lamina.content.local import LocalStore
 from lamina.content.reader import BlobReader
 from lamina.content.writer import LocalWriter
-from lamina.core import filters
+from lamina.core import filters, timeutil
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange
 from lamina.core.identifiers import checked_labels
 from lamina.core.log import get_logger
 from lamina.core.metadata.db import Database, Txn
-from lamina.core.metadata.leases import CONTENT, INGESTS, add_resource_txn, remove_resource_txn, to_datetime
+from lamina.core.metadata.leases import CONTENT, INGESTS, add_resource_txn, remove_resource_txn
 from lamina.core.metadata.namespaces import ensure_namespace
 
 log = get_logger()
@@ -74,8 +73,8 @@ def _info(dgst: str, doc: Mapping[str, Any]) -> Info:
     return Info(
         digest=dgst,
         size=doc["size"],
-        created_at=to_datetime(doc["created_at"]),
-        updated_at=to_datetime(doc["updated_at"]),
+        created_at=timeutil.from_ns(doc["created_at"]),
+        updated_at=timeutil.from_ns(doc["updated_at"]),
         labels=dict(doc["labels"]),
     )
 
@@ -357,7 +356,7 @@ class NamespacedWriter:
         self._lease = lease
         self._total = total
         self._expected = expected
-        self._started = datetime.now(UTC)
+        self._started = timeutil.now()
         self.backend: LocalWriter | None = None
         self.shared_size: int | None = None
 

@@ -23,8 +23,8 @@ from lamina.core import filters
 from lamina.core.errors import AlreadyExists, InvalidArgument, NotFound
 from lamina.core.identifiers import validate_labels
 from lamina.core.metadata.db import Database, Txn
-from lamina.core.metadata.leases import to_datetime
 from lamina.core.metadata.namespaces import ensure_namespace
+from lamina.core.timeutil import from_ns
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,8 +82,8 @@ def from_doc(name: str, doc: Mapping[str, Any]) -> Image:
         target=Descriptor(
             media_type=t["media_type"], digest=t["digest"], size=t["size"], annotations=t["annotations"]
         ),
-        created_at=to_datetime(doc["created_at"]),
-        updated_at=to_datetime(doc["updated_at"]),
+        created_at=from_ns(doc["created_at"]),
+        updated_at=from_ns(doc["updated_at"]),
     )
 
 

@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import quote
 
 from lamina.content import digest as digests
@@ -35,6 +35,7 @@ from lamina.core.errors import AlreadyExists, InvalidArgument, NotFound, NotImpl
 from lamina.core.identifiers import validate_labels
 from lamina.core.metadata.db import Database, Txn
 from lamina.core.metadata.namespaces import ensure_namespace
+from lamina.core.timeutil import from_ns
 
 CONTENT = "content"
 INGESTS = "ingests"
@@ -60,10 +61,6 @@ def lease_key(namespace: str, lease_id: str) -> str:
 
 def _refs_prefix(namespace: str, lease_id: str) -> str:
     return f"v1/{namespace}/leaseref/{quote(lease_id, safe='')}/"
-
-
-def to_datetime(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns / 1e9, UTC)
 
 
 def _validate_resource(resource: Resource) -> Resource:
@@ -118,7 +115,7 @@ def delete_lease_txn(txn: Txn, namespace: str, lease_id: str) -> bool:
 
 
 def _from_doc(lease_id: str, doc: Mapping[str, object]) -> Lease:
-    return Lease(id=lease_id, created_at=to_datetime(int(doc["created_at"])), labels=dict(doc["labels"]))  # type: ignore[arg-type, call-overload]
+    return Lease(id=lease_id, created_at=from_ns(int(doc["created_at"])), labels=dict(doc["labels"]))  # type: ignore[arg-type, call-overload]
 
 
 def random_id() -> str:
@@ -147,7 +144,7 @@ class LeaseStore:
             ensure_namespace(txn, namespace)
             now = time.time_ns()
             txn.put(key, {"created_at": now, "labels": kept})
-            return Lease(id=lease_id, created_at=to_datetime(now), labels=kept)
+            return Lease(id=lease_id, created_at=from_ns(now), labels=kept)
 
         return await self._db.update(run)
 

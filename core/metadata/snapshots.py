@@ -42,9 +42,10 @@ from lamina.core.identifiers import checked_labels
 from lamina.core.log import get_logger
 from lamina.core.metadata.content import SharedLock
 from lamina.core.metadata.db import Database, Txn
-from lamina.core.metadata.leases import SNAPSHOTS, add_resource_txn, remove_resource_txn, to_datetime
+from lamina.core.metadata.leases import SNAPSHOTS, add_resource_txn, remove_resource_txn
 from lamina.core.metadata.namespaces import ensure_namespace
 from lamina.core.mounts import Mount
+from lamina.core.timeutil import from_ns, to_ns
 from lamina.snapshots.base import Info, Kind, Snapshotter, Usage
 
 log = get_logger()
@@ -104,8 +105,8 @@ def _merged(record_name: str, doc: Mapping[str, Any], backend: Info) -> Info:
         parent=doc.get("parent", ""),
         kind=backend.kind,
         labels={**backend.labels, **doc["labels"]},
-        created_at=to_datetime(doc["created_at"]),
-        updated_at=to_datetime(doc["updated_at"]),
+        created_at=from_ns(doc["created_at"]),
+        updated_at=from_ns(doc["updated_at"]),
     )
 
 
@@ -228,8 +229,8 @@ class SnapshotStore:
             if shared is not None:
                 rkey, bkey = target, shared.key
                 rlabels = {**{k: v for k, v in shared.labels.items() if v}, **labels}
-                created_ns = int(shared.created_at.timestamp() * 1e9)
-                updated_ns = int(shared.updated_at.timestamp() * 1e9)
+                created_ns = to_ns(shared.created_at)
+                updated_ns = to_ns(shared.updated_at)
                 result = AlreadyExists(f"target snapshot {_q(target)} from snapshotter")
             else:
                 rkey, rlabels = key, labels

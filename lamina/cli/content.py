@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -19,13 +19,14 @@ from lamina.cli.output import (
     table,
 )
 from lamina.cli.session import parse_labels, remove_each, run
+from lamina.core.timeutil import now
 
 if TYPE_CHECKING:
     from lamina.client import Client
 
 
 def _age(when: datetime | None) -> str:
-    return human_duration(datetime.now(UTC) - when) if when else "-"
+    return human_duration(now() - when) if when else "-"
 
 
 @click.group(name="content", cls=Group)

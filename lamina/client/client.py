@@ -18,6 +18,7 @@ from lamina.client import events, introspection, version
 from lamina.client._transport import Connection
 from lamina.client.containers import Containers
 from lamina.client.content import Content
+from lamina.client.diff import Diff
 from lamina.client.events import Event
 from lamina.client.images import Images
 from lamina.client.introspection import PluginInfo
@@ -44,6 +45,7 @@ class Client:
         self.containers = Containers(self._connection)
         self.tasks = Tasks(self._connection)
         self.snapshots = Snapshots(self._connection)
+        self.diff = Diff(self._connection)
 
     @property
     def address(self) -> str:

@@ -8,12 +8,13 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from lamina.api.services import leases_pb2 as pb
 from lamina.api.services import leases_pb2_grpc as pb_grpc
 from lamina.client._convert import frozen, when
 from lamina.client._transport import Connection, current_lease
+from lamina.core.timeutil import format_rfc3339, now
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
 DEFAULT_EXPIRE = timedelta(hours=24)  # containerd's client WithLease default
@@ -33,7 +34,7 @@ def random_id() -> str:
 
 def expire_label(after: timedelta) -> dict[str, str]:
     """The ``containerd.io/gc.expire`` label (RFC 3339) for a lease ending ``after`` from now."""
-    return {EXPIRE_LABEL: (datetime.now(UTC) + after).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {EXPIRE_LABEL: format_rfc3339(now() + after, timespec="seconds")}
 
 
 def _from_pb(message: pb.Lease) -> Lease:

@@ -21,14 +21,14 @@ import os
 import subprocess
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from lamina.api.services import snapshots_pb2 as pb
-from lamina.api.services import snapshots_pb2_grpc as pb_grpc
 from lamina.client import archive, unpack
 from lamina.client._transport import current_lease
 from lamina.core.errors import AlreadyExists, NotFound
+from lamina.core.mounts import Mount
 from lamina.core.platforms import Platform
 
 if TYPE_CHECKING:
@@ -39,11 +39,7 @@ SNAPSHOT_LABEL = "containerd.io/gc.ref.snapshot."
 UNMOUNT_ATTEMPTS = 50  # containerd's unmount retries EBUSY 50 times, 50 ms apart
 
 
-def _snapshots(client: Client) -> pb_grpc.SnapshotsStub:
-    return client._connection.stub(pb_grpc.SnapshotsStub)  # type: ignore[return-value]  # noqa: SLF001
-
-
-def mount_all(mounts: Sequence[Any], target: str) -> None:
+def mount_all(mounts: Sequence[Mount], target: str) -> None:
     """``mount.All``: each mount on ``target`` in order, with ``mount(8)``."""
     for m in mounts:
         argv = ["mount"]
@@ -87,20 +83,16 @@ async def mount(client: Client, ref: str, target: str, *, rw: bool = False, snap
     try:
         image = await client.images.get(ref)
         chain_id = await archive.unpack_image(client, image, snapshotter=snapshotter, platform=platform)
-        stub = _snapshots(client)
+        create = client.snapshots.prepare if rw else client.snapshots.view
         try:
-            if rw:
-                request = pb.PrepareSnapshotRequest(snapshotter=snapshotter, key=target, parent=chain_id)
-                mounts = (await stub.Prepare(request)).mounts
-            else:
-                view = pb.ViewSnapshotRequest(snapshotter=snapshotter, key=target, parent=chain_id)
-                mounts = (await stub.View(view)).mounts
+            mounts = await create(target, chain_id, snapshotter=snapshotter)
         except AlreadyExists:
-            mounts = (await stub.Mounts(pb.MountsRequest(snapshotter=snapshotter, key=target))).mounts
+            mounts = await client.snapshots.mounts(target, snapshotter=snapshotter)
         try:
             await asyncio.to_thread(mount_all, mounts, target)
         except BaseException:
-            await _remove(client, snapshotter, target)
+            with suppress(NotFound):
+                await client.snapshots.remove(target, snapshotter=snapshotter)
             raise
         return chain_id
     except BaseException:
@@ -109,13 +101,6 @@ async def mount(client: Client, ref: str, target: str, *, rw: bool = False, snap
         raise
     finally:
         current_lease.reset(token)
-
-
-async def _remove(client: Client, snapshotter: str, key: str) -> None:
-    try:
-        await _snapshots(client).Remove(pb.RemoveSnapshotRequest(snapshotter=snapshotter, key=key))
-    except NotFound:
-        pass
 
 
 async def mounted_snapshotter(client: Client, target: str) -> str:
@@ -134,8 +119,7 @@ async def unmount(client: Client, target: str, *, remove: bool = False, snapshot
     if not remove:
         return
     snapshotter = snapshotter or await mounted_snapshotter(client, target)
-    try:
+    with suppress(NotFound):
         await client.leases.delete(target)
-    except NotFound:
-        pass
-    await _remove(client, snapshotter, target)
+    with suppress(NotFound):
+        await client.snapshots.remove(target, snapshotter=snapshotter)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from lamina.api.services import snapshots_pb2 as pb
@@ -21,6 +21,7 @@ from lamina.api.types import mount_pb2
 from lamina.client._convert import frozen, label_paths, when
 from lamina.client._transport import Connection
 from lamina.core.mounts import Mount
+from lamina.core.timeutil import format_rfc3339, now
 
 DEFAULT_SNAPSHOTTER = "overlayfs"
 GC_ROOT_LABEL = "containerd.io/gc.root"
@@ -53,7 +54,7 @@ class Usage:
 
 def gc_root_label() -> dict[str, str]:
     """``containerd.io/gc.root`` = now (RFC 3339), as ``ctr snapshots prepare|commit`` set it."""
-    return {GC_ROOT_LABEL: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    return {GC_ROOT_LABEL: format_rfc3339(now(), timespec="seconds")}
 
 
 def mounts_from_pb(mounts: Iterable[mount_pb2.Mount]) -> tuple[Mount, ...]:

@@ -92,6 +92,7 @@ class SyncClient:
         self.containers: Any = _Blocking(self._client.containers, self._loop)
         self.tasks: Any = _Blocking(self._client.tasks, self._loop)
         self.snapshots: Any = _Blocking(self._client.snapshots, self._loop)
+        self.diff: Any = _Blocking(self._client.diff, self._loop)
 
     @property
     def address(self) -> str:

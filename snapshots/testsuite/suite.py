@@ -13,11 +13,11 @@ import os
 import stat
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
 
 import pytest
 
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from lamina.core.timeutil import format_rfc3339, now
 from lamina.snapshots.base import Info, Kind, Snapshotter, Usage
 from lamina.snapshots.testsuite import fstest
 from lamina.snapshots.testsuite.fstest import Change
@@ -58,7 +58,7 @@ __all__ = [
     "test_close_twice",
 ]
 
-GC = {"containerd.io/gc.root": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+GC = {"containerd.io/gc.root": format_rfc3339(now(), timespec="seconds")}
 
 
 def _unique(prefix: str) -> str:
@@ -285,9 +285,9 @@ def test_wrong_kinds(snapshotter: Snapshotter) -> None:
 
 def test_update(snapshotter: Snapshotter) -> None:
     sn = snapshotter
-    t1 = datetime.now(UTC)
+    t1 = now()
     _base_snapshots(sn)
-    t2 = datetime.now(UTC)
+    t2 = now()
     for key, kind, parent in BASE:
         st = sn.stat(key)
         assert t1 <= st.created_at <= t2, key
@@ -295,10 +295,10 @@ def test_update(snapshotter: Snapshotter) -> None:
         assert (st.key, st.kind, st.parent) == (key, kind, parent)
 
         expected = {"l1": "v1", "l2": "v2", "l3": "v3", **GC}
-        u1 = datetime.now(UTC)
+        u1 = now()
         # Only labels change: a new parent in the record is ignored.
         st = sn.update(Info(key=key, parent="doesnotexist", kind=Kind.UNKNOWN, labels=expected))
-        u2 = datetime.now(UTC)
+        u2 = now()
         assert st.created_at == sn.stat(key).created_at
         assert u1 <= st.updated_at <= u2
         assert (st.key, st.kind, st.parent) == (key, kind, parent)
