@@ -149,10 +149,24 @@ def _apply_paths(current: Image, image: Image, paths: Sequence[str]) -> Image:
 
 
 class ImageStore:
-    """The namespaced image store; the caller passes the namespace."""
+    """The namespaced image store; the caller passes the namespace.
+
+    It is the only writer of image records, so it can number their versions:
+    ``generation(ns)`` changes whenever an image of ``ns`` is created,
+    updated or deleted, which lets a reader keep what it derived from a
+    listing until then (Images.List answers ``ctr images ls`` from it).
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._generations: dict[str, int] = {}
+
+    def generation(self, namespace: str) -> int:
+        """Read it before listing: a write committed meanwhile then shows as a newer generation."""
+        return self._generations.get(namespace, 0)
+
+    def _changed(self, namespace: str) -> None:
+        self._generations[namespace] = self._generations.get(namespace, 0) + 1
 
     def get(self, namespace: str, name: str) -> Image:
         doc = self._db.view(lambda txn: txn.get(image_key(namespace, name)))
@@ -181,7 +195,9 @@ class ImageStore:
             txn.put(key, doc)
             return from_doc(image.name, doc)
 
-        return await self._db.update(run)
+        created = await self._db.update(run)
+        self._changed(namespace)
+        return created
 
     async def update(self, namespace: str, image: Image, paths: Sequence[str]) -> Image:
         if not image.name:
@@ -199,7 +215,9 @@ class ImageStore:
             txn.put(key, new_doc)
             return from_doc(image.name, new_doc)
 
-        return await self._db.update(run)
+        updated = await self._db.update(run)
+        self._changed(namespace)
+        return updated
 
     async def delete(self, namespace: str, name: str) -> None:
         def run(txn: Txn) -> None:
@@ -207,3 +225,4 @@ class ImageStore:
                 raise NotFound(f"image {name!r}")
 
         await self._db.update(run)
+        self._changed(namespace)

@@ -8,7 +8,7 @@ and Delete with ``sync`` waits for a garbage collection before answering.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -22,12 +22,12 @@ from lamina.core.gc_scheduler import Scheduler
 from lamina.core.metadata.images import Descriptor, Image, ImageStore
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
+from lamina.core.timeutil import EPOCH
 from lamina.plugins import hookimpl
 from lamina.plugins.gc import GC_PLUGIN
 from lamina.plugins.metadata import METADATA_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _SECOND = timedelta(seconds=1)
 
 
@@ -36,7 +36,7 @@ def _ts(t: datetime | None) -> dict[str, int] | None:
     (whole seconds, microseconds as nanos) without its Python-level calls."""
     if t is None:
         return None
-    return {"seconds": (t - _EPOCH) // _SECOND, "nanos": t.microsecond * 1000}
+    return {"seconds": (t - EPOCH) // _SECOND, "nanos": t.microsecond * 1000}
 
 
 def _fields(image: Image) -> dict[str, Any]:
@@ -52,6 +52,14 @@ def _fields(image: Image) -> dict[str, Any]:
         "created_at": _ts(image.created_at),
         "updated_at": _ts(image.updated_at),
     }
+
+
+def _listing(found: list[Image]) -> pb.ListImagesResponse:
+    response = pb.ListImagesResponse()
+    add = response.images.add  # built in place: no copy of each message into the list
+    for image in found:
+        add(**_fields(image))
+    return response
 
 
 def _to_pb(image: Image) -> pb.Image:
@@ -72,6 +80,9 @@ class ImagesService:
         self._store = store
         self._gc = gc
         self._exchange = exchange
+        # namespace -> (store generation, the unfiltered listing): building
+        # 1,000 messages from their records is most of a ``ctr images ls``.
+        self._listings: dict[str, tuple[int, pb.ListImagesResponse]] = {}
 
     def register(self, server: Server) -> None:
         server.add_service(pb.DESCRIPTOR.services_by_name["Images"], self)
@@ -80,12 +91,14 @@ class ImagesService:
         return pb.GetImageResponse(image=_to_pb(self._store.get(namespaces.required(), request.name)))
 
     async def List(self, request: pb.ListImagesRequest, context: object) -> pb.ListImagesResponse:  # noqa: N802
-        found = self._store.list(namespaces.required(), list(request.filters))
-        response = pb.ListImagesResponse()
-        add = response.images.add  # built in place: no copy of each message into the list
-        for image in found:
-            add(**_fields(image))
-        return response
+        ns = namespaces.required()
+        if request.filters:
+            return _listing(self._store.list(ns, list(request.filters)))
+        generation = self._store.generation(ns)
+        cached = self._listings.get(ns)
+        if cached is None or cached[0] != generation:
+            cached = self._listings[ns] = (generation, _listing(self._store.list(ns)))
+        return cached[1]
 
     async def Create(self, request: pb.CreateImageRequest, context: object) -> pb.CreateImageResponse:  # noqa: N802
         ns = namespaces.required()

@@ -178,3 +178,23 @@ def test_write_of_existing_expected_is_already_exists(env: tuple[Daemon, Runner,
         list(read)
     assert exc.value.code() == grpc.StatusCode.OUT_OF_RANGE
     subprocess.run([CTR, "-a", ctr.address, "-n", NS, "content", "rm", _digest(b"dup")], check=True)
+
+
+def test_images_ls_follows_every_change(env: tuple[Daemon, Runner, grpc.Channel]) -> None:
+    """Listings reflect each create, label, tag and rm at once (Images.List keeps its last answer)."""
+    _, ctr, channel = env
+
+    def listed() -> dict[str, str]:
+        rows = [line.split() for line in ctr("images", "ls").stdout.splitlines()[1:]]
+        return {row[0]: row[-1] for row in rows}
+
+    assert listed() == {}
+    _image(ctr, channel, "example.com/l:1", b"layer-l")
+    assert listed() == {"example.com/l:1": "-"}
+    ctr("images", "label", "example.com/l:1", "color=blue")
+    assert listed() == {"example.com/l:1": "color=blue"}
+    ctr("images", "tag", "example.com/l:1", "example.com/l:2")
+    assert set(listed()) == {"example.com/l:1", "example.com/l:2"}
+    ctr("images", "rm", "example.com/l:1")
+    assert set(listed()) == {"example.com/l:2"}
+    assert ctr("images", "ls", "-q", namespace="other").stdout == ""
