@@ -45,6 +45,7 @@ DEFAULT_FRAME = 16_384
 MAX_FRAME = 1 << 20  # what laminad accepts; announced in SETTINGS
 STREAM_WINDOW = 1 << 20
 CONNECTION_WINDOW = 1 << 26
+MAX_HEADER_BLOCK = 1 << 20  # a request's headers, CONTINUATIONs included
 MAX_WINDOW = (1 << 31) - 1
 
 _U32 = struct.Struct(">I")
@@ -272,6 +273,8 @@ class Connection(asyncio.Protocol):
             if stream_id != self._header_stream:
                 raise ProtocolError("unexpected CONTINUATION")
             self._header_block += payload
+            if len(self._header_block) > MAX_HEADER_BLOCK:
+                raise ProtocolError(f"header block larger than {MAX_HEADER_BLOCK} bytes")
             if flags & END_HEADERS:
                 self._end_headers(stream_id)
         elif kind == SETTINGS:

@@ -145,3 +145,20 @@ def test_health_reports_serving(daemon: Daemon) -> None:
         with pytest.raises(grpc.RpcError) as err:
             health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_endless_header_block_is_refused(daemon: Daemon, ctr: Runner) -> None:
+    def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+        return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
+
+    chunk = b"\x00" * (600 * 1024)
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(daemon.address)
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0, b"") + frame(1, 0, 1, chunk)
+                     + frame(9, 0, 1, chunk))
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    assert b"header block larger than 1048576 bytes" in received
+    assert "Revision: lamina" in ctr("version").stdout
