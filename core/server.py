@@ -92,7 +92,6 @@ class CallError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Method:
-    name: str
     request_type: type[Message]
     handler: Callable[..., Any] | None  # None: the servicer does not implement it
     client_streaming: bool
@@ -100,7 +99,8 @@ class Method:
 
 
 class CallContext:
-    """What a handler may ask about its call."""
+    """A call as its handler sees it: the method, the request headers (``metadata``), and
+    whether its deadline passed."""
 
     __slots__ = ("method", "metadata", "expired")
 
@@ -108,9 +108,6 @@ class CallContext:
         self.method = method
         self.metadata = metadata
         self.expired = False
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return tuple((k, v) for k, v in self.metadata.items() if not k.startswith(":"))
 
 
 def _bind(context: CallContext) -> None:
@@ -146,7 +143,6 @@ class Server:
         self._services.add(service.full_name)
         for method in service.methods:
             self._methods[f"/{service.full_name}/{method.name}"] = Method(
-                name=method.name,
                 request_type=message_factory.GetMessageClass(method.input_type),
                 handler=getattr(servicer, method.name, None),
                 client_streaming=method.client_streaming,
