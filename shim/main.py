@@ -186,22 +186,31 @@ def _join_cgroup(pid: int, path: str) -> None:
             f.write(str(pid))
 
 
-def _adjust_oom_score(pid: int) -> None:
-    """One point more killable than containerd (shim/util_unix.go)."""
-    with open(f"/proc/{os.getppid()}/oom_score_adj") as f:
+def _adjust_oom_score(pid: int, parent: int) -> None:
+    """One point more killable than containerd (shim/util_unix.go): ``parent``
+    is the process that ran ``start`` for it."""
+    with open(f"/proc/{parent}/oom_score_adj") as f:
         score = int(f.read().strip())
     with open(f"/proc/{pid}/oom_score_adj", "w") as f:
         f.write(str(min(score + 1, 1000)))
 
 
-def start(flags: Flags, options: bytes = b"") -> tuple[str, int]:
-    """The ``start`` action, in the bundle (cwd): the serving shim's address
-    and pid (0 when a shim of the same group already serves the socket).
+def settle(pid: int, options: bytes, parent: int) -> None:
+    """What ``start`` does to the serving shim ``pid`` before it answers:
+    the runtime options' ``shim_cgroup`` and the oom score."""
+    cgroup = _shim_cgroup(options)
+    if cgroup:
+        _join_cgroup(pid, cgroup)
+    _adjust_oom_score(pid, parent)
 
-    Runs in the ``start`` process containerd executes, or in a child of the
-    zygote (``shim/zygote.py``); either way the serving shim is this process's
-    forked child and is orphaned when it returns.  ``options`` is what
-    containerd writes on stdin: the runtime options ``Any``.
+
+def listen(flags: Flags) -> tuple[str, socket.socket | None]:
+    """``start``'s socket, in the bundle (cwd): the address, and the listening
+    socket for a new shim, or None when a live shim of the same group already
+    serves the address (then the ``address`` file names it).
+
+    The socket listens before anyone learns the address, so the daemon's
+    connect never waits on the shim's own start-up.
     """
     address = socket_address(flags.address, flags.namespace, _grouping(flags.id))
     path = address.removeprefix("unix://")
@@ -212,26 +221,43 @@ def start(flags: Flags, options: bytes = b"") -> tuple[str, int]:
             raise
         if _can_connect(path):  # grouping: that shim serves this container too
             atomic_write(os.path.abspath("address"), address.encode(), sync=False)
-            return address, 0
+            return address, None
         os.unlink(path)
         sock = _listen(path)
     try:
         # No fsync: the address names a socket of this boot's shim, in the
         # state dir; a power loss takes both away.
         atomic_write(os.path.abspath("address"), address.encode(), sync=False)
+    except BaseException:
+        sock.close()
+        os.unlink(path)
+        raise
+    return address, sock
+
+
+def start(flags: Flags, options: bytes = b"") -> tuple[str, int]:
+    """The ``start`` action, in the bundle (cwd): the serving shim's address
+    and pid (0 when a shim of the same group already serves the socket).
+
+    The serving shim is this process's forked child, orphaned when ``start``
+    exits.  ``options`` is what containerd writes on stdin: the runtime
+    options ``Any``.  (laminad's zygote does the same steps in a pre-forked
+    shim instead: ``shim/spare.py``.)
+    """
+    address, sock = listen(flags)
+    if sock is None:
+        return address, 0
+    try:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             _become_shim(flags, sock)
         sock.close()
-        cgroup = _shim_cgroup(options)
-        if cgroup:
-            _join_cgroup(pid, cgroup)
-        _adjust_oom_score(pid)
+        settle(pid, options, os.getppid())
     except BaseException:
         sock.close()
-        os.unlink(path)
+        os.unlink(address.removeprefix("unix://"))
         raise
     return address, pid
 
@@ -270,7 +296,9 @@ def _open_log() -> None:
     os.set_blocking(2, False)
 
 
-def serve(flags: Flags) -> int:
+def start_logging(flags: Flags) -> None:
+    """A serving shim's logging: fd 2 on the bundle's ``log`` FIFO (cwd), the
+    flags' fields on every line, and the ttrpc package logging through it."""
     _open_log()
     # The shim never speaks TLS; asyncio imports ssl only if it can (its
     # "except ImportError: ssl = None"), and libssl costs ~1.4 MiB PSS per shim.
@@ -280,6 +308,10 @@ def serve(flags: Flags) -> int:
 
     shimlog.configure(debug=flags.debug, id=flags.id, namespace=flags.namespace, pid=os.getpid())
     set_logger(shimlog.get_logger())
+
+
+def serve(flags: Flags) -> int:
+    start_logging(flags)
     from lamina.shim.serve import run
 
     return run(flags.namespace, listen_path=flags.socket)

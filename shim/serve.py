@@ -6,6 +6,10 @@ inherited listening socket (fd 3), events forwarded to ``$TTRPC_ADDRESS``.
 The shim ends on Shutdown once no container is left, or on SIGTERM/SIGINT;
 then it stops listening, removes its socket (the ``address`` file names it),
 sends the events still queued (up to 5 s) and exits.
+
+A shim pre-forked by laminad's zygote (``shim/spare.py``) runs the same
+loop before it knows its task: ``run_assigned`` takes a coroutine that
+waits for the task and returns the namespace and listening socket.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Awaitable, Callable
 
 from lamina.core.ttrpc import Server
 from lamina.shim.events import Publisher
@@ -24,28 +29,47 @@ from lamina.shim.task import TaskService
 
 LISTEN_FD = 3
 
+# Where to serve: a listening socket, or a path to listen on.
+Listener = socket.socket | str
+# Waits for the task (``done`` is set by SIGTERM/SIGINT meanwhile); returns
+# (namespace, listener), or None to exit without serving.
+Assign = Callable[[asyncio.Event], Awaitable["tuple[str, Listener] | None"]]
+
 
 def run(namespace: str, *, listen_path: str = "") -> int:
+    """Serve ``namespace`` on ``listen_path``, or on the socket at fd 3."""
+
+    async def fixed(done: asyncio.Event) -> tuple[str, Listener]:
+        return namespace, listen_path or socket.socket(fileno=LISTEN_FD)
+
+    return run_assigned(fixed)
+
+
+def run_assigned(assign: Assign) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     set_subreaper()
-    return asyncio.run(_serve(namespace, listen_path))
+    return asyncio.run(_serve(assign))
 
 
-async def _serve(namespace: str, listen_path: str) -> int:
+async def _serve(assign: Assign) -> int:
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, done.set)
+    assigned = await assign(done)
+    if assigned is None:
+        return 0
+    namespace, listener = assigned
     publisher = Publisher(os.environ.get("TTRPC_ADDRESS", ""), namespace)
     service = TaskService(namespace=namespace, publisher=publisher, reaper_factory=Reaper,
                           on_shutdown=done.set)
     service.reaper.start(loop)
     server = Server()
     service.register(server)
-    if listen_path:
-        await server.start(listen_path)
+    if isinstance(listener, str):
+        await server.start(listener)
     else:
-        await server.start(sock=socket.socket(fileno=LISTEN_FD))
+        await server.start(sock=listener)
     log.info("shim serving")
     await done.wait()
 

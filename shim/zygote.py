@@ -7,8 +7,8 @@ and the task service (~0.3 s more).  laminad instead runs this module once
 socket on ``FD``, for one shim per task.  The zygote has imported everything
 the serving shim runs, has frozen those objects out of the cyclic GC (so that
 collections do not dirty the pages it shares with its children), has no
-threads and no event loop, and does nothing but wait for requests; so a fork
-of it is a safe and ready shim.
+threads and no event loop, and does nothing but fork; so a fork of it is a
+safe and ready shim.
 
 Protocol (``plugins/runtime_v2/zygote.py`` is the other end):
 
@@ -21,26 +21,28 @@ Protocol (``plugins/runtime_v2/zygote.py`` is the other end):
 - end of file on ``FD`` (laminad exited, or died) ends the zygote.  The
   shims do not depend on it: they are never its children.
 
-Per request the zygote forks a child that does exactly what ``start`` does
-in the bundle (``shim/main.py``: socket, ``address`` file, fork of the
-serving shim, cgroup, oom score), answers, and exits; the zygote reaps it
-at once.  The serving shim, the child's child, is orphaned to init (double
-fork), so it is neither the zygote's zombie nor killed with it.  The child
-also writes the command line containerd gives a serving shim
+The zygote does not read the requests itself.  It keeps one spare shim
+forked ahead of time (``shim/spare.py``), which reads the next request from
+``FD``, does exactly what ``start`` does in the bundle (socket, ``address``
+file, cgroup, oom score), answers and serves; when the spare has answered,
+the zygote forks the next one.  So a request costs no fork and no start-up
+of the serving shim's event loop.  Each spare is the zygote's grandchild
+(double fork), orphaned to init, so it is neither the zygote's zombie nor
+killed with it; it writes the command line containerd gives a serving shim
 (``<shim> -namespace NS -id ID -address ADDR``) over the zygote's own, so
 ``ps`` and tools that find shims by their argv see the same thing as for an
-exec'ed shim.
+exec'ed shim.  If a spare dies before it answered a request, or cannot be
+forked, the zygote exits: laminad then execs its shims and starts another
+zygote for the next task.
 """
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import json
 import os
+import select
 import socket
 import sys
-from typing import Any
 
 READY = b"READY"
 MAX_MESSAGE = 1 << 16
@@ -55,78 +57,55 @@ def _preload() -> None:
     import lamina.core.mount_ops  # noqa: F401
     import lamina.shim.main  # noqa: F401
     import lamina.shim.serve  # noqa: F401
+    import lamina.shim.spare  # noqa: F401
 
 
-def set_title(argv: list[str]) -> None:
-    """Overwrite this process's argv area (``/proc/PID/cmdline``) with ``argv``.
+def _fork_spare(control: socket.socket) -> socket.socket:
+    """Fork the next spare (a grandchild); the zygote's end of its link."""
+    from lamina.shim.spare import become_spare
 
-    ``prctl(PR_SET_MM_ARG_*)`` would need CAP_SYS_RESOURCE, so the original
-    strings are overwritten in place, truncated to their length, and the
-    last byte stays NUL (the kernel then reports the area as NUL-separated
-    arguments, not as a setproctitle string).
-    """
-    with open("/proc/self/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (stat fields 48, 49)
-    room = end - start
-    if room <= 1:
-        return
-    title = b"\0".join(a.encode() for a in argv)[: room - 1]
-    ctypes.memmove(start, title.ljust(room, b"\0"), room)
-
-
-def _child(control: socket.socket, reply: socket.socket, request: dict[str, Any]) -> None:
-    """The forked ``start``; never returns."""
-    code = 1
-    try:
-        control.close()
-        from lamina.shim import main as shim
-
-        flags = shim.Flags()
-        flags.namespace = request["namespace"]
-        flags.id = request["id"]
-        flags.address = request["address"]
-        flags.publish_binary = request["publish_binary"]
-        flags.debug = bool(request["debug"])
-        flags.action = "start"
-        set_title([request["binary"], "-namespace", flags.namespace, "-id", flags.id, "-address", flags.address])
-        os.chdir(request["bundle"])
-        os.environ["TTRPC_ADDRESS"] = request["ttrpc_address"]
-        address, pid = shim.start(flags, bytes.fromhex(request["options"]))
-        answer = {"address": address, "pid": pid}
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    zygote = os.getpid()
+    pid = os.fork()
+    if pid == 0:
         code = 0
-    except BaseException as exc:  # noqa: BLE001 - every failure is answered
-        answer = {"error": f"{type(exc).__name__}: {exc}"}
-    try:
-        reply.send(json.dumps(answer).encode())
-    finally:
+        try:
+            ours.close()
+            if os.fork() == 0:
+                become_spare(control, theirs, zygote, [sys.executable, "-m", "lamina.shim.zygote", "spare"])
+        except BaseException:  # noqa: BLE001 - the intermediate child only exits
+            code = 1
         os._exit(code)
+    theirs.close()
+    if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0:
+        ours.close()
+        raise OSError("cannot fork a spare shim")
+    return ours
+
+
+def _taken(control: socket.socket, link: socket.socket) -> bool:
+    """Wait until the spare took a request (True) or laminad is gone (False);
+    raise if the spare died without taking one."""
+    from lamina.shim.spare import TAKEN
+
+    poller = select.poll()
+    poller.register(control, select.POLLRDHUP)  # never POLLIN: the requests are the spare's
+    poller.register(link, select.POLLIN)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == control.fileno():
+                return False
+            if link.recv(len(TAKEN)) != TAKEN:
+                raise OSError("the spare shim died")
+            return True
 
 
 def serve(control: socket.socket) -> int:
     control.send(READY)
     while True:
-        try:
-            data, fds, _, _ = socket.recv_fds(control, MAX_MESSAGE, 1)
-        except OSError:
-            return 1
-        if not data:
-            return 0  # laminad is gone
-        if len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            continue
-        reply = socket.socket(fileno=fds[0])
-        try:
-            request = json.loads(data)
-        except ValueError:
-            reply.close()
-            continue
-        pid = os.fork()
-        if pid == 0:
-            _child(control, reply, request)
-        reply.close()
-        os.waitpid(pid, 0)
+        with _fork_spare(control) as link:
+            if not _taken(control, link):
+                return 0  # laminad is gone; the spare sees the same end of file
 
 
 def main(argv: list[str]) -> int:

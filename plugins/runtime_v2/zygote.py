@@ -6,7 +6,9 @@ the background.  For a task whose shim is
 lamina's own, ``ShimBinary.start`` asks the zygote for the shim instead of
 running ``containerd-shim-lamina-v2 start``: the same socket, ``address``
 file, cgroup and oom score, without two interpreter start-ups per task.  The
-daemon then connects to the address over ttrpc as for any shim.
+request is read, and answered, by the spare shim the zygote keeps forked
+ahead of time (``shim/spare.py``), whose socket listens before the answer is
+sent.  The daemon then connects to the address over ttrpc as for any shim.
 
 Failure is never fatal: if the zygote cannot be reached, or dies, the request
 falls back to exec'ing the shim binary, and the next request starts a new

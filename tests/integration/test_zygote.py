@@ -67,6 +67,18 @@ def _is_zygote_of(pid: int, parent: int) -> bool:
         return False
 
 
+def _spares(d: Daemon) -> list[int]:
+    """The idle shims the daemon's zygote keeps forked (their stderr is the daemon's log)."""
+    found = []
+    for p in (int(e) for e in os.listdir("/proc") if e.isdigit()):
+        try:
+            if _cmdline(p)[-2:] == ["lamina.shim.zygote", "spare"] and os.readlink(f"/proc/{p}/fd/2") == d.log_path:
+                found.append(p)
+        except OSError:
+            continue
+    return found
+
+
 def _task(d: Daemon, id_: str) -> tuple[str, str] | None:
     for row in (line.split() for line in _ctr(d, "task", "ls").stdout.splitlines()[1:]):
         if row and row[0] == id_:
@@ -131,9 +143,13 @@ def test_zygote_shim_survives_laminad_kill_9(zdaemon: Daemon) -> None:
     shim = _ppid(int(task[0]))
     assert _forked_pids(d)["k1"] == shim
     zygote = _zygotes(d)[0]
+    wait_for(lambda: len(_spares(d)) == 1, what="the zygote's next spare shim")
+    spare = _spares(d)[0]
+    assert _ppid(spare) not in (zygote, d.process.pid)  # type: ignore[union-attr]
 
     assert d.stop(signal.SIGKILL) == -signal.SIGKILL
     wait_for(lambda: not _alive(zygote), what="the zygote to exit with laminad")
+    wait_for(lambda: not _alive(spare), what="the spare shim to exit with laminad")
     assert _alive(shim) and _alive(int(task[0]))
 
     d.start()
