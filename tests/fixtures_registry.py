@@ -92,13 +92,17 @@ class Registry:
             return f.read()[-10000:]
 
 
-def make_registry(auth: str = "") -> Registry:
-    """A started registry; ``auth`` is ``""``, or a YAML ``auth:`` block (already indented)."""
+def make_registry(auth: str = "", tls: tuple[str, str] | None = None) -> Registry:
+    """A started registry; ``auth`` is ``""``, or a YAML ``auth:`` block (already indented).
+
+    ``tls`` is a (certificate, key) pair of PEM files: the registry then serves HTTPS only.
+    """
     if not os.path.exists(REGISTRY):
         pytest.skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
     base = tempfile.mkdtemp(prefix="lreg-", dir="/tmp")
     port = free_port()
     config = os.path.join(base, "config.yml")
+    tls_block = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
     with open(config, "w") as f:
         f.write(f"""version: 0.1
 log:
@@ -112,7 +116,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{port}
-{auth}""")
+{tls_block}{auth}""")
     registry = Registry(base=base, port=port, config=config)
     registry.start()
     return registry

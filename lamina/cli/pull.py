@@ -25,10 +25,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def registry_options(command: F) -> F:
-    """``ctr``'s registry flags: ``--plain-http``, ``--skip-verify``, ``--user``, ``--hosts-dir``, ``--platform``."""
+    """``ctr``'s registry flags: ``--plain-http``, ``--skip-verify``, ``--tlscacert``, ``--user``, ``--hosts-dir``,
+    ``--platform``."""
     for option in reversed([
         click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS, to the registry."),
         click.option("--skip-verify", "-k", is_flag=True, help="Do not verify the registry's TLS certificate."),
+        click.option("--tlscacert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+                     help="Also trust this CA certificate (PEM) for the registry's TLS certificate."),
         click.option("--user", "-u", metavar="USER[:PASSWORD]",
                      help="Registry credentials (asks for the password on a TTY when left out). "
                           "Default: those in ~/.docker/config.json."),
@@ -41,7 +44,8 @@ def registry_options(command: F) -> F:
     return command
 
 
-def make_session(plain_http: bool, skip_verify: bool, user: str | None, hosts_dir: str) -> Session:
+def make_session(plain_http: bool, skip_verify: bool, user: str | None, hosts_dir: str,
+                 tlscacert: str | None = None) -> Session:
     from lamina.client.remotes import Authorizer, HostOptions, Session, docker_config_credentials, static_credentials
 
     if user:
@@ -51,7 +55,8 @@ def make_session(plain_http: bool, skip_verify: bool, user: str | None, hosts_di
         credentials = static_credentials(name, secret)
     else:
         credentials = docker_config_credentials()
-    options = HostOptions(plain_http=plain_http, skip_verify=skip_verify, hosts_dir=hosts_dir)
+    options = HostOptions(plain_http=plain_http, skip_verify=skip_verify, hosts_dir=hosts_dir,
+                          ca=(tlscacert,) if tlscacert else ())
     return Session(options, Authorizer(credentials))
 
 
@@ -102,8 +107,8 @@ def progress_reporter() -> Iterator[Reporter]:
               "else overlayfs).")
 @click.option("--no-unpack", is_flag=True, help="Only fetch and record the image.")
 @click.argument("ref")
-def pull(plain_http: bool, skip_verify: bool, user: str | None, hosts_dir: str, platform_specs: tuple[str, ...],
-         all_platforms: bool, snapshotter: str, no_unpack: bool, ref: str) -> None:
+def pull(plain_http: bool, skip_verify: bool, tlscacert: str | None, user: str | None, hosts_dir: str,
+         platform_specs: tuple[str, ...], all_platforms: bool, snapshotter: str, no_unpack: bool, ref: str) -> None:
     """Pull image REF from its registry into the content store, record it, and unpack it."""
     from lamina.cli.session import run
     from lamina.client import platforms
@@ -116,7 +121,7 @@ def pull(plain_http: bool, skip_verify: bool, user: str | None, hosts_dir: str, 
                           unpack=not no_unpack, snapshotter=snapshotter)
 
     async def work(client: Client) -> str:
-        async with make_session(plain_http, skip_verify, user, hosts_dir) as session:
+        async with make_session(plain_http, skip_verify, user, hosts_dir, tlscacert) as session:
             with progress_reporter() as report:
                 image = await do_pull(client, session, ref, options, report)
         return f"{image.name} {image.target.digest}"

@@ -5,7 +5,8 @@ The directory layout is containerd's ``remotes/docker/config`` one:
 ``<hosts-dir>/_default/hosts.toml``) with an optional ``server`` and
 ``[host."<url>"]`` tables carrying ``capabilities``, ``ca``, ``skip_verify``,
 ``client`` certificates, ``header`` and ``override_path``.  Mirrors are tried
-in file order, the server last.
+in file order, the server last.  Relative ``ca`` and ``client`` paths are
+relative to the host's directory, as in containerd.
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ class RegistryHost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostOptions:
-    """The command line's say: ``--plain-http``, ``--skip-verify``, ``--hosts-dir``."""
+    """The command line's say: ``--plain-http``, ``--skip-verify``, ``--hosts-dir``, ``--tlscacert``."""
 
     plain_http: bool = False
     skip_verify: bool = False
     hosts_dir: str = ""
+    ca: tuple[str, ...] = ()  # CA files trusted for every host, besides the system's and hosts.toml's
 
 
 def _list(value: Any) -> tuple[str, ...]:
@@ -56,15 +58,16 @@ def _list(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def _client_certs(value: Any) -> tuple[tuple[str, str], ...]:
+def _client_certs(value: Any, base: str) -> tuple[tuple[str, str], ...]:
     """``client`` is a cert path, a list of them, or a list of ``[cert, key]`` pairs."""
     items = [value] if isinstance(value, str) else list(value or [])
-    return tuple((item, "") if isinstance(item, str) else (item[0], item[1] if len(item) > 1 else "")
-                 for item in items)
+    pairs = [(item, "") if isinstance(item, str) else (item[0], item[1] if len(item) > 1 else "") for item in items]
+    return tuple((os.path.join(base, cert), os.path.join(base, key) if key else "") for cert, key in pairs)
 
 
 def _entry(url: str, table: Mapping[str, Any], default_caps: frozenset[str], options: HostOptions,
-           where: str) -> RegistryHost:
+           where: str, base: str = "") -> RegistryHost:
+    """One endpoint; ``base`` is the directory that relative certificate paths are in."""
     if "://" not in url:
         url = ("http://" if options.plain_http else "https://") + url
     parts = urlsplit(url)
@@ -79,8 +82,9 @@ def _entry(url: str, table: Mapping[str, Any], default_caps: frozenset[str], opt
         raise InvalidArgument(f"{where}: unknown capabilities {sorted(unknown)}")
     headers = {k: ",".join(_list(v)) for k, v in (table.get("header") or {}).items()}
     return RegistryHost(
-        scheme=parts.scheme, host=parts.netloc, path=path, capabilities=caps, ca=_list(table.get("ca")),
-        client_cert=_client_certs(table.get("client")),
+        scheme=parts.scheme, host=parts.netloc, path=path, capabilities=caps,
+        ca=options.ca + tuple(os.path.join(base, ca) for ca in _list(table.get("ca"))),
+        client_cert=_client_certs(table.get("client"), base),
         skip_verify=bool(table.get("skip_verify", False)) or options.skip_verify,
         headers=MappingProxyType(headers),
     )
@@ -106,9 +110,10 @@ def hosts_for(host: str, options: HostOptions) -> list[RegistryHost]:
             config = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InvalidArgument(f"{path}: {exc}") from exc
-    found = [_entry(url, table, frozenset({PULL, RESOLVE}), options, path)
+    base = os.path.dirname(path)
+    found = [_entry(url, table, frozenset({PULL, RESOLVE}), options, path, base)
              for url, table in (config.get("host") or {}).items()]
     server = config.get("server", server_url)
     top = {k: v for k, v in config.items() if k not in ("server", "host")}
-    found.append(_entry(server, top, ALL_CAPABILITIES, options, path))
+    found.append(_entry(server, top, ALL_CAPABILITIES, options, path, base))
     return found

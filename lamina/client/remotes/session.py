@@ -3,7 +3,8 @@
 As ``remotes/docker/resolver.go``'s ``doWithRetries``: a 401 is answered once
 by the :class:`~lamina.client.remotes.auth.Authorizer`; 429 and 5xx answers
 and broken connections are retried with exponential back-off (100 ms
-doubling, 5 tries), as long as the request body can be replayed.
+doubling, 5 tries), as long as the request body can be replayed; a TLS
+certificate that does not verify fails at once.
 """
 
 from __future__ import annotations
@@ -33,6 +34,16 @@ def pull_scope(repository: str) -> str:
 
 def push_scope(repository: str) -> str:
     return f"repository:{repository}:pull,push"
+
+
+def _bad_certificate(exc: BaseException) -> bool:
+    """Whether a transport error is a certificate that did not verify: retrying will not change it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _registry_message(response: httpx.Response) -> str:
@@ -124,7 +135,8 @@ class Session:
             try:
                 response = await client.send(request, stream=True)
             except httpx.TransportError as exc:
-                if attempt < self._retries and (body is None or callable(body) or isinstance(body, bytes)):
+                replayable = body is None or callable(body) or isinstance(body, bytes)
+                if attempt < self._retries and replayable and not _bad_certificate(exc):
                     attempt += 1
                     await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
                     continue
