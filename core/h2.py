@@ -38,7 +38,10 @@ DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDO
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
 
 SETTINGS_HEADER_TABLE_SIZE, SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x1, 0x4, 0x5
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, CANCEL, COMPRESSION_ERROR = 0x0, 0x1, 0x3, 0x6, 0x8, 0x9
+NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = \
+    0x0, 0x1, 0x3, 0x6, 0x7, 0x9
+# Exact payload sizes of the fixed-size frames (RFC 9113 §6).
+_FIXED_SIZES = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
 
 DEFAULT_WINDOW = 65_535
 DEFAULT_FRAME = 16_384
@@ -79,7 +82,7 @@ _SETTINGS_ACK = frame(SETTINGS, ACK, 0)
 class Stream:
     """One request stream: its headers, the body as it arrives, and its send window."""
 
-    __slots__ = ("id", "headers", "conn", "body", "ended", "reset", "send_window", "task",
+    __slots__ = ("id", "headers", "conn", "body", "ended", "answered", "reset", "send_window", "task",
                  "_waiter", "_owed")
 
     def __init__(self, conn: Connection, stream_id: int, headers: dict[str, str]) -> None:
@@ -88,15 +91,19 @@ class Stream:
         self.conn = conn
         self.body = bytearray()
         self.ended = False  # END_STREAM received
+        self.answered = False  # END_STREAM sent
         self.reset = False
         self.send_window = conn.peer_initial_window
         self.task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._owed = 0  # bytes received and not yet credited back
 
-    def _received(self, data: bytes | memoryview, end: bool) -> None:
+    def _received(self, data: bytes | memoryview, flow: int, end: bool) -> None:
+        """``data`` arrived in a DATA frame whose payload (padding included) was ``flow`` bytes."""
         self.body += data
-        self._owed += len(data)
+        self._owed += flow
+        if self._owed > STREAM_WINDOW:
+            raise ProtocolError(f"stream {self.id} sent past its window", FLOW_CONTROL_ERROR)
         if end:
             self.ended = True
         self._wake()
@@ -130,14 +137,16 @@ class Stream:
             self._owed -= n
             self.conn.write(frame(WINDOW_UPDATE, 0, self.id, _U32.pack(n)))
 
-    def write_now(self, data: bytes, size: int) -> bool:
-        """Write ``data`` (holding ``size`` bytes of DATA payload) if both windows allow it."""
+    def write_answer(self, frames: bytes, size: int) -> bool:
+        """Write a whole answer (``frames``, ending the stream, with ``size`` bytes of DATA
+        payload in one frame) if the windows and the peer's frame size allow it."""
         conn = self.conn
         if self.reset or conn.closed or size > min(self.send_window, conn.send_window, conn.peer_max_frame):
             return False
         self.send_window -= size
         conn.send_window -= size
-        conn.write(data)
+        conn.write(frames)
+        self.answered = True
         return True
 
     async def send_data(self, payload: bytes, end: bool = False) -> None:
@@ -162,14 +171,33 @@ class Stream:
                 return
 
     def send_headers(self, block: bytes, end: bool = False) -> None:
-        if not self.reset and not self.conn.closed:
-            self.conn.write(frame(HEADERS, END_HEADERS | (END_STREAM if end else 0), self.id, block))
+        """One header block: HEADERS, then CONTINUATIONs past the peer's frame size."""
+        conn = self.conn
+        if self.reset or conn.closed:
+            return
+        size = conn.peer_max_frame
+        flags = END_STREAM if end else 0
+        self.answered = end
+        if len(block) <= size:
+            conn.write(frame(HEADERS, flags | END_HEADERS, self.id, block))
+            return
+        frames = [frame(HEADERS, flags, self.id, block[:size])]
+        for offset in range(size, len(block), size):
+            last = offset + size >= len(block)
+            frames.append(frame(CONTINUATION, END_HEADERS if last else 0, self.id, block[offset: offset + size]))
+        conn.write(b"".join(frames))
 
     def _on_reset(self) -> None:
         self.reset = True
         self._wake()
         if self.task is not None and not self.task.done():
             self.task.cancel()
+
+
+def _pad_length(payload: bytes) -> int:
+    if not payload or payload[0] >= len(payload):
+        raise ProtocolError("padding longer than the frame")
+    return payload[0]
 
 
 Dispatch = Callable[[Stream], None]
@@ -197,6 +225,7 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.closed = False
+        self.draining = False  # GOAWAY sent: new streams are refused
         self._transport: asyncio.Transport | None = None
         self._received_unacked = 0  # connection-level DATA bytes not yet credited back
         self._batch: list[bytes] | None = None
@@ -239,6 +268,8 @@ class Connection(asyncio.Protocol):
             if len(buf) < 9 + length:
                 break
             kind, flags = buf[3], buf[4]
+            if _FIXED_SIZES.get(kind, length) != length:
+                raise ProtocolError(f"frame type {kind} of {length} bytes", FRAME_SIZE_ERROR)
             stream_id = ((buf[5] & 0x7F) << 24) | (buf[6] << 16) | (buf[7] << 8) | buf[8]
             payload = bytes(buf[9: 9 + length])
             del buf[: 9 + length]
@@ -270,7 +301,7 @@ class Connection(asyncio.Protocol):
         elif kind == HEADERS:
             self._headers(flags, stream_id, payload)
         elif kind == CONTINUATION:
-            if stream_id != self._header_stream:
+            if not self._header_stream or stream_id != self._header_stream:
                 raise ProtocolError("unexpected CONTINUATION")
             self._header_block += payload
             if len(self._header_block) > MAX_HEADER_BLOCK:
@@ -297,27 +328,31 @@ class Connection(asyncio.Protocol):
 
     def _data(self, flags: int, stream_id: int, payload: bytes) -> None:
         self._received_unacked += len(payload)
+        if self._received_unacked > CONNECTION_WINDOW:
+            raise ProtocolError("peer sent past the connection window", FLOW_CONTROL_ERROR)
         if self._received_unacked >= CONNECTION_WINDOW // 2:
             self.write(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._received_unacked)))
             self._received_unacked = 0
         data: bytes | memoryview = payload
         if flags & PADDED:
-            data = memoryview(payload)[1: len(payload) - payload[0]]
+            data = memoryview(payload)[1: len(payload) - _pad_length(payload)]
         stream = self.streams.get(stream_id)
         if stream is None or stream.ended:
             if stream_id > self.last_stream_id or stream_id == 0:
                 raise ProtocolError(f"DATA on idle stream {stream_id}")
             return  # a stream laminad already finished or reset
-        stream._received(data, bool(flags & END_STREAM))
+        stream._received(data, len(payload), bool(flags & END_STREAM))
 
     def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or not stream_id & 1:
             raise ProtocolError(f"HEADERS on stream {stream_id}")
         start, end = 0, len(payload)
         if flags & PADDED:
-            start, end = 1, end - payload[0]
+            start, end = 1, end - _pad_length(payload)
         if flags & PRIORITY_FLAG:
             start += 5
+        if start > end:
+            raise ProtocolError("HEADERS shorter than its padding and priority", FRAME_SIZE_ERROR)
         self._header_block = bytearray(payload[start:end])
         self._header_flags = flags
         if flags & END_HEADERS:
@@ -334,14 +369,22 @@ class Connection(asyncio.Protocol):
         end = bool(self._header_flags & END_STREAM)
         stream = self.streams.get(stream_id)
         if stream is not None:  # trailers from the client: only their END_STREAM matters
-            stream._received(b"", end)
+            stream._received(b"", 0, end)
             return
         if stream_id <= self.last_stream_id:
             return  # trailers of a stream already done
+        if self.draining:
+            self.write(frame(RST_STREAM, 0, stream_id, _U32.pack(REFUSED_STREAM)))
+            return
         self.last_stream_id = stream_id
+        repeated: dict[str, list[str]] = {}
         headers: dict[str, str] = {}
         for name, value in fields:
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
+            if name in headers:
+                repeated.setdefault(name, [headers[name]]).append(value)
+            headers[name] = value
+        for name, values in repeated.items():
+            headers[name] = ",".join(values)
         stream = Stream(self, stream_id, headers)
         stream.ended = end
         self.streams[stream_id] = stream
@@ -407,11 +450,18 @@ class Connection(asyncio.Protocol):
             await self._wait(self._drain_waiters)
 
     def finished(self, stream: Stream) -> None:
-        """The server is done with ``stream``; a client still sending is told to stop."""
-        if self.streams.pop(stream.id, None) is not None and not stream.ended and not stream.reset:
+        """The server is done with ``stream``; a client still sending after the answer is told to stop.
+
+        A stream left unanswered (the server is stopping) gets nothing: the
+        connection closes under it.
+        """
+        if self.streams.pop(stream.id, None) is not None and stream.answered and not stream.ended \
+                and not stream.reset:
             self.write(frame(RST_STREAM, 0, stream.id, _U32.pack(NO_ERROR)))
 
     def go_away(self, code: int = NO_ERROR, debug: str = "") -> None:
+        """Tell the peer the last stream this connection will serve; later ones are refused."""
+        self.draining = True
         self.write(frame(GOAWAY, 0, 0, _GOAWAY.pack(self.last_stream_id, code) + debug.encode()))
 
     def close(self) -> None:

@@ -17,7 +17,9 @@ from hpack.table import HeaderTable
 
 DEFAULT_TABLE_SIZE = 4096  # SETTINGS_HEADER_TABLE_SIZE laminad announces (the default)
 _ENTRY_OVERHEAD = 32
-_STRING_CACHE_LIMIT = 4096
+_STRING_CACHE_LIMIT = 4096  # strings kept per connection
+_CACHED_STRING_SIZE = 256  # longer ones are decoded each time
+MAX_HEADER_LIST_SIZE = 1 << 20  # decoded, counted as RFC 9113 §6.5.2 counts it
 
 # Entries are (name, value, size in the table, the name's length in bytes).
 Entry = tuple[str, str, int, int]
@@ -67,12 +69,16 @@ class HeaderDecoder:
     def _decode(self, block: bytes) -> list[tuple[str, str]]:
         fields: list[tuple[str, str]] = []
         i, end = 0, len(block)
+        listed = 0
         while i < end:
+            if listed > MAX_HEADER_LIST_SIZE:
+                raise HeaderBlockError(f"header list larger than {MAX_HEADER_LIST_SIZE} bytes")
             first = block[i]
             if first & 0x80:  # indexed field
                 index, i = _integer(block, i, 7)
                 entry = self._entry(index)
                 fields.append((entry[0], entry[1]))
+                listed += entry[2]
                 continue
             if first & 0x40:  # literal with incremental indexing
                 index, i = _integer(block, i, 6)
@@ -94,6 +100,7 @@ class HeaderDecoder:
                 name, name_size, i = self._string(block, i)
             value, value_size, i = self._string(block, i)
             fields.append((name, value))
+            listed += name_size + value_size + _ENTRY_OVERHEAD
             if indexed:
                 self._add((name, value, name_size + value_size + _ENTRY_OVERHEAD, name_size))
         return fields
@@ -121,9 +128,11 @@ class HeaderDecoder:
                 decoded = decode_huffman(raw)
             except Exception as exc:  # noqa: BLE001 - the package raises its own kinds
                 raise HeaderBlockError(f"bad Huffman string: {exc}") from None
-            if len(self._huffman) >= _STRING_CACHE_LIMIT:
-                self._huffman.clear()
-            known = self._huffman[raw] = (decoded.decode(errors="replace"), len(decoded))
+            known = (decoded.decode(errors="replace"), len(decoded))
+            if length <= _CACHED_STRING_SIZE:
+                if len(self._huffman) >= _STRING_CACHE_LIMIT:
+                    self._huffman.clear()
+                self._huffman[raw] = known
         return known[0], known[1], i
 
     def _add(self, entry: Entry) -> None:

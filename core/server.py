@@ -30,7 +30,6 @@ from google.protobuf.message import DecodeError, Message
 from lamina.core import namespaces
 from lamina.core.config import GrpcConfig
 from lamina.core.errors import (
-    CODE_CANCELLED,
     CODE_DEADLINE_EXCEEDED,
     CODE_OK,
     CODE_UNKNOWN,
@@ -163,7 +162,12 @@ class Server:
         return conn
 
     async def stop(self, grace: float) -> None:
-        """Stop accepting, let calls in flight finish for up to ``grace`` seconds, then cancel them."""
+        """Stop accepting, let calls in flight finish for up to ``grace`` seconds, then close.
+
+        Clients see GOAWAY first (streams they open after it are refused, so
+        they retry them elsewhere), and a call cut off by the close ends
+        UNAVAILABLE for them, as when containerd stops.
+        """
         if self._listener is not None:
             self._listener.close()
         for conn in self._connections:
@@ -208,18 +212,17 @@ class Server:
             else:
                 reply = await method.handler(request, context)  # type: ignore[misc]
                 data = self._encode(reply)
-                if not stream.write_now(_reply_frames(stream.id, data), len(data)):
+                if not stream.write_answer(_reply_frames(stream.id, data), len(data)):
                     stream.send_headers(_RESPONSE_HEADERS)
+                    sent_headers = True
                     await stream.send_data(data)
                     stream.send_headers(_TRAILERS_OK, end=True)
         except StreamReset:
             pass
         except asyncio.CancelledError:
-            if context.expired:
-                self._finish(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
-            elif not stream.reset:
-                self._finish(stream, sent_headers, CODE_CANCELLED, "context canceled")
-                raise
+            if not context.expired:
+                raise  # the client reset the stream, or the server is stopping and closes the connection
+            self._finish(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
         except CallError as exc:
             self._finish(stream, sent_headers, exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in one place

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import signal
 import socket
+import threading
 import time
+from collections.abc import Callable
 
 import grpc
 import grpc.aio
@@ -162,3 +165,68 @@ def test_an_endless_header_block_is_refused(daemon: Daemon, ctr: Runner) -> None
             received += data
     assert b"header block larger than 1048576 bytes" in received
     assert "Revision: lamina" in ctr("version").stdout
+
+
+def test_an_error_longer_than_a_frame_reaches_the_client_whole(ctr: Runner) -> None:
+    """The status message goes out in HEADERS and CONTINUATION frames, within the client's 16 KiB frames."""
+    name = "A" * 20000
+    result = ctr("namespaces", "ls", namespace=name, check=False)
+    assert result.returncode != 0
+    assert name in result.stderr and "invalid argument" in result.stderr
+    assert "Revision: lamina" in ctr("version").stdout
+
+
+@pytest.mark.parametrize("bad", [
+    (8, 0, 0, b"\x00\x00\x01"),  # WINDOW_UPDATE of 3 bytes
+    (0, 0x8, 1, b""),  # PADDED DATA with no pad length
+    (9, 0x4, 0, b"\x82"),  # CONTINUATION with no header block open
+], ids=["short-window-update", "empty-padded-data", "stray-continuation"])
+def test_malformed_frames_end_the_connection_with_goaway(daemon: Daemon, ctr: Runner,
+                                                          bad: tuple[int, int, int, bytes]) -> None:
+    kind, flags, stream, payload = bad
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(daemon.address)
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + len(payload).to_bytes(3, "big")
+                     + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload)
+        received = b""
+        while data := sock.recv(65536):
+            received += data
+    frames = []
+    while received:
+        length = int.from_bytes(received[:3], "big")
+        frames.append(received[3])
+        received = received[9 + length:]
+    assert frames[-1] == 7  # GOAWAY, then the connection closes
+    assert "Revision: lamina" in ctr("version").stdout
+
+
+def test_stopping_daemon_cuts_open_calls_off_as_unavailable(
+        fresh_daemon: Callable[..., Daemon]) -> None:
+    """SIGTERM: a call left open is ended after the grace period as containerd's are (UNAVAILABLE,
+    never CANCELLED, which dockerd takes for its own shutdown), and the daemon exits 0."""
+    d = fresh_daemon()
+    outcome: list[grpc.StatusCode] = []
+    opened = threading.Event()
+
+    def requests() -> object:
+        yield content_pb2.WriteContentRequest(action=content_pb2.STAT, ref="left-open")
+        opened.set()
+        time.sleep(60)
+
+    def write() -> None:
+        with _channel(d) as channel:
+            try:
+                list(content_pb2_grpc.ContentStub(channel).Write(requests(), timeout=60,
+                                                                 metadata=_metadata("stop")))
+            except grpc.RpcError as err:
+                outcome.append(err.code())
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    assert opened.wait(10)
+    time.sleep(0.5)
+    d.process.send_signal(signal.SIGTERM)
+    assert d.process.wait(30) == 0
+    writer.join(30)
+    assert outcome == [grpc.StatusCode.UNAVAILABLE]

@@ -31,3 +31,10 @@ def test_decodes_what_an_indexing_huffman_encoder_sends_over_many_blocks() -> No
 def test_bad_blocks_are_refused(block: bytes) -> None:
     with pytest.raises(HeaderBlockError):
         HeaderDecoder().decode(block)
+
+
+def test_a_block_that_expands_without_bound_is_refused() -> None:
+    """Each one-byte reference repeats a 4 KB table entry: decoding stops at the header list limit."""
+    entry = b"\x40\x01x\x7f\xa1\x1e" + b"v" * 4000  # literal with indexing: name "x", 4000-byte value
+    with pytest.raises(HeaderBlockError, match="header list larger"):
+        HeaderDecoder().decode(entry + b"\xbe" * 100_000)
