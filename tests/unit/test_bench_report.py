@@ -80,3 +80,14 @@ def test_footnoted_numbers_each_distinct_reason_once() -> None:
     cells, notes = report.footnoted(body)
     assert [r[1] for r in cells] == ["n/a [1]", "n/a [1]", "failed [2]", "1.0"]
     assert notes == ["n/a: x", "failed after 2 samples: y"]
+
+
+def test_busy_warning_follows_the_load_at_the_start_only() -> None:
+    """The end load is the bench's own (100 containers have just run), so it warns of nothing."""
+    from bench.report import _busy
+
+    def run(start: str, end: str) -> dict[str, object]:
+        return {"machine": {"load average at start": start, "cores": 2}, "load_average_end": end}
+
+    assert not _busy(run("1.2 1.0 0.9", "9.2 4.4 2.6"))
+    assert _busy(run("3.5 2.0 1.0", "1.0 1.0 1.0"))
