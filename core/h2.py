@@ -7,17 +7,13 @@ containerd end to end.  A gRPC server needs only a small part of HTTP/2
 (no push, no priorities, no upgrade, no TLS on a unix socket), and parsing
 it in Python straight from ``data_received`` costs a fraction of that.
 
-This module knows frames, streams and flow control; what a stream carries
-(gRPC messages, status) is ``server.py``'s business, reached through the
-``Dispatch`` callback with each new stream.
+This module is the connection: frames in, streams made and reset, settings,
+windows, GOAWAY.  A stream's body and sending are ``h2_stream.py``'s; what
+a stream carries (gRPC messages, status) is ``server.py``'s business,
+reached through the ``Dispatch`` callback with each new stream.
 
-Flow control: the peer may send a stream as much as that stream's window
-(``STREAM_WINDOW``) ahead of what the handler has consumed; credit is
-returned as messages are taken (``Stream.consumed``), so a slow handler (a
-big Content.Write going to disk) holds the client back instead of filling
-memory.  The connection window is credited as data arrives, once half of it
-is used: per-stream windows already bound what is buffered.  Sending waits
-for the peer's windows and for the transport's buffer to drain.
+The connection window is credited as data arrives, once half of it is used:
+per-stream windows already bound what is buffered.
 
 Frames written while a read is being handled are sent together when it is
 done: one ``send`` per read instead of one per frame.
@@ -26,179 +22,52 @@ done: one ``send`` per read instead of one per frame.
 from __future__ import annotations
 
 import asyncio
-import struct
 from collections.abc import Callable
 from typing import Any
 
+from lamina.core.h2_frames import (
+    ACK,
+    COMPRESSION_ERROR,
+    CONNECTION_WINDOW,
+    CONTINUATION,
+    DATA,
+    DEFAULT_FRAME,
+    DEFAULT_WINDOW,
+    END_HEADERS,
+    END_STREAM,
+    FIXED_SIZES,
+    FLOW_CONTROL_ERROR,
+    FRAME_SIZE_ERROR,
+    GOAWAY,
+    GOAWAY_PAYLOAD,
+    HEADERS,
+    MAX_FRAME,
+    MAX_HEADER_BLOCK,
+    MAX_WINDOW,
+    NO_ERROR,
+    PADDED,
+    PING,
+    PREFACE,
+    PRIORITY,
+    PRIORITY_FLAG,
+    PUSH_PROMISE,
+    REFUSED_STREAM,
+    RST_STREAM,
+    SERVER_SETTINGS,
+    SETTING,
+    SETTINGS,
+    SETTINGS_ACK,
+    SETTINGS_INITIAL_WINDOW_SIZE,
+    SETTINGS_MAX_FRAME_SIZE,
+    U32,
+    WINDOW_UPDATE,
+    ProtocolError,
+    StreamReset,
+    frame,
+    pad_length,
+)
+from lamina.core.h2_stream import Stream
 from lamina.core.hpack_decoder import HeaderBlockError, HeaderDecoder
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
-END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
-
-SETTINGS_HEADER_TABLE_SIZE, SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x1, 0x4, 0x5
-NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = \
-    0x0, 0x1, 0x3, 0x6, 0x7, 0x9
-# Exact payload sizes of the fixed-size frames (RFC 9113 §6).
-_FIXED_SIZES = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
-
-DEFAULT_WINDOW = 65_535
-DEFAULT_FRAME = 16_384
-MAX_FRAME = 1 << 20  # what laminad accepts; announced in SETTINGS
-STREAM_WINDOW = 1 << 20
-CONNECTION_WINDOW = 1 << 26
-MAX_HEADER_BLOCK = 1 << 20  # a request's headers, CONTINUATIONs included
-MAX_WINDOW = (1 << 31) - 1
-
-_U32 = struct.Struct(">I")
-_SETTING = struct.Struct(">HI")
-_GOAWAY = struct.Struct(">II")
-
-
-class ProtocolError(Exception):
-    """The peer broke HTTP/2; the connection is closed with GOAWAY."""
-
-    def __init__(self, message: str, code: int = PROTOCOL_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class StreamReset(Exception):
-    """The peer reset the stream (RST_STREAM) or the connection went away."""
-
-
-def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
-    n = len(payload)
-    return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, kind, flags)) + _U32.pack(stream_id) + payload
-
-
-_SERVER_SETTINGS = frame(SETTINGS, 0, 0, _SETTING.pack(SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW)
-                         + _SETTING.pack(SETTINGS_MAX_FRAME_SIZE, MAX_FRAME)) \
-    + frame(WINDOW_UPDATE, 0, 0, _U32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
-_SETTINGS_ACK = frame(SETTINGS, ACK, 0)
-
-
-class Stream:
-    """One request stream: its headers, the body as it arrives, and its send window."""
-
-    __slots__ = ("id", "headers", "conn", "body", "ended", "answered", "reset", "send_window", "task",
-                 "_waiter", "_owed")
-
-    def __init__(self, conn: Connection, stream_id: int, headers: dict[str, str]) -> None:
-        self.id = stream_id
-        self.headers = headers
-        self.conn = conn
-        self.body = bytearray()
-        self.ended = False  # END_STREAM received
-        self.answered = False  # END_STREAM sent
-        self.reset = False
-        self.send_window = conn.peer_initial_window
-        self.task: asyncio.Task[None] | None = None
-        self._waiter: asyncio.Future[None] | None = None
-        self._owed = 0  # bytes received and not yet credited back
-
-    def _received(self, data: bytes | memoryview, flow: int, end: bool) -> None:
-        """``data`` arrived in a DATA frame whose payload (padding included) was ``flow`` bytes."""
-        self.body += data
-        self._owed += flow
-        if self._owed > STREAM_WINDOW:
-            raise ProtocolError(f"stream {self.id} sent past its window", FLOW_CONTROL_ERROR)
-        if end:
-            self.ended = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    async def wait_data(self) -> None:
-        """Until more body arrives, the stream ends, or it is reset.
-
-        Everything buffered is needed before more can be used (a message
-        larger than the window is only complete once the peer may send the
-        rest), so all of it is credited back first.
-        """
-        if self.reset:
-            raise StreamReset()
-        self.consumed(self._owed)
-        self._waiter = self.conn.loop.create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
-        if self.reset:
-            raise StreamReset()
-
-    def consumed(self, n: int) -> None:
-        """The handler took ``n`` bytes of body: let the peer send that much more."""
-        n = min(n, self._owed)
-        if n and not self.ended and not self.reset:
-            self._owed -= n
-            self.conn.write(frame(WINDOW_UPDATE, 0, self.id, _U32.pack(n)))
-
-    def write_answer(self, frames: bytes, size: int) -> bool:
-        """Write a whole answer (``frames``, ending the stream, with ``size`` bytes of DATA
-        payload in one frame) if the windows and the peer's frame size allow it."""
-        conn = self.conn
-        if self.reset or conn.closed or size > min(self.send_window, conn.send_window, conn.peer_max_frame):
-            return False
-        self.send_window -= size
-        conn.send_window -= size
-        conn.write(frames)
-        self.answered = True
-        return True
-
-    async def send_data(self, payload: bytes, end: bool = False) -> None:
-        """Send ``payload`` as DATA frames within the peer's windows and frame size."""
-        conn = self.conn
-        view = memoryview(payload)
-        while True:
-            if self.reset or conn.closed:
-                raise StreamReset()
-            n = min(len(view), self.send_window, conn.send_window, conn.peer_max_frame)
-            if n <= 0 and view:
-                await conn.window_opened()
-                continue
-            chunk, view = view[:n], view[n:]
-            self.send_window -= n
-            conn.send_window -= n
-            last = end and not view
-            conn.write(frame(DATA, END_STREAM if last else 0, self.id, bytes(chunk)))
-            if conn.paused:
-                await conn.drained()
-            if not view:
-                return
-
-    def send_headers(self, block: bytes, end: bool = False) -> None:
-        """One header block: HEADERS, then CONTINUATIONs past the peer's frame size."""
-        conn = self.conn
-        if self.reset or conn.closed:
-            return
-        size = conn.peer_max_frame
-        flags = END_STREAM if end else 0
-        self.answered = end
-        if len(block) <= size:
-            conn.write(frame(HEADERS, flags | END_HEADERS, self.id, block))
-            return
-        frames = [frame(HEADERS, flags, self.id, block[:size])]
-        for offset in range(size, len(block), size):
-            last = offset + size >= len(block)
-            frames.append(frame(CONTINUATION, END_HEADERS if last else 0, self.id, block[offset: offset + size]))
-        conn.write(b"".join(frames))
-
-    def _on_reset(self) -> None:
-        self.reset = True
-        self._wake()
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
-
-
-def _pad_length(payload: bytes) -> int:
-    if not payload or payload[0] >= len(payload):
-        raise ProtocolError("padding longer than the frame")
-    return payload[0]
-
 
 Dispatch = Callable[[Stream], None]
 
@@ -234,7 +103,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
-        transport.write(_SERVER_SETTINGS)
+        transport.write(SERVER_SETTINGS)
 
     def data_received(self, data: bytes) -> None:
         self._batch = []
@@ -268,7 +137,7 @@ class Connection(asyncio.Protocol):
             if len(buf) < 9 + length:
                 break
             kind, flags = buf[3], buf[4]
-            if _FIXED_SIZES.get(kind, length) != length:
+            if FIXED_SIZES.get(kind, length) != length:
                 raise ProtocolError(f"frame type {kind} of {length} bytes", FRAME_SIZE_ERROR)
             stream_id = ((buf[5] & 0x7F) << 24) | (buf[6] << 16) | (buf[7] << 8) | buf[8]
             payload = bytes(buf[9: 9 + length])
@@ -331,11 +200,11 @@ class Connection(asyncio.Protocol):
         if self._received_unacked > CONNECTION_WINDOW:
             raise ProtocolError("peer sent past the connection window", FLOW_CONTROL_ERROR)
         if self._received_unacked >= CONNECTION_WINDOW // 2:
-            self.write(frame(WINDOW_UPDATE, 0, 0, _U32.pack(self._received_unacked)))
+            self.write(frame(WINDOW_UPDATE, 0, 0, U32.pack(self._received_unacked)))
             self._received_unacked = 0
         data: bytes | memoryview = payload
         if flags & PADDED:
-            data = memoryview(payload)[1: len(payload) - _pad_length(payload)]
+            data = memoryview(payload)[1: len(payload) - pad_length(payload)]
         stream = self.streams.get(stream_id)
         if stream is None or stream.ended:
             if stream_id > self.last_stream_id or stream_id == 0:
@@ -348,7 +217,7 @@ class Connection(asyncio.Protocol):
             raise ProtocolError(f"HEADERS on stream {stream_id}")
         start, end = 0, len(payload)
         if flags & PADDED:
-            start, end = 1, end - _pad_length(payload)
+            start, end = 1, end - pad_length(payload)
         if flags & PRIORITY_FLAG:
             start += 5
         if start > end:
@@ -374,7 +243,7 @@ class Connection(asyncio.Protocol):
         if stream_id <= self.last_stream_id:
             return  # trailers of a stream already done
         if self.draining:
-            self.write(frame(RST_STREAM, 0, stream_id, _U32.pack(REFUSED_STREAM)))
+            self.write(frame(RST_STREAM, 0, stream_id, U32.pack(REFUSED_STREAM)))
             return
         self.last_stream_id = stream_id
         repeated: dict[str, list[str]] = {}
@@ -394,7 +263,7 @@ class Connection(asyncio.Protocol):
         if len(payload) % 6:
             raise ProtocolError("SETTINGS length not a multiple of 6", FRAME_SIZE_ERROR)
         for offset in range(0, len(payload), 6):
-            key, value = _SETTING.unpack_from(payload, offset)
+            key, value = SETTING.unpack_from(payload, offset)
             if key == SETTINGS_INITIAL_WINDOW_SIZE:
                 if value > MAX_WINDOW:
                     raise ProtocolError("initial window too large", FLOW_CONTROL_ERROR)
@@ -406,10 +275,10 @@ class Connection(asyncio.Protocol):
             elif key == SETTINGS_MAX_FRAME_SIZE:
                 self.peer_max_frame = value
             # HEADER_TABLE_SIZE needs nothing: laminad's responses never use the dynamic table.
-        self.write(_SETTINGS_ACK)
+        self.write(SETTINGS_ACK)
 
     def _window_update(self, stream_id: int, payload: bytes) -> None:
-        (increment,) = _U32.unpack(payload)
+        (increment,) = U32.unpack(payload)
         increment &= 0x7FFFFFFF
         if stream_id == 0:
             self.send_window += increment
@@ -457,12 +326,12 @@ class Connection(asyncio.Protocol):
         """
         if self.streams.pop(stream.id, None) is not None and stream.answered and not stream.ended \
                 and not stream.reset:
-            self.write(frame(RST_STREAM, 0, stream.id, _U32.pack(NO_ERROR)))
+            self.write(frame(RST_STREAM, 0, stream.id, U32.pack(NO_ERROR)))
 
     def go_away(self, code: int = NO_ERROR, debug: str = "") -> None:
         """Tell the peer the last stream this connection will serve; later ones are refused."""
         self.draining = True
-        self.write(frame(GOAWAY, 0, 0, _GOAWAY.pack(self.last_stream_id, code) + debug.encode()))
+        self.write(frame(GOAWAY, 0, 0, GOAWAY_PAYLOAD.pack(self.last_stream_id, code) + debug.encode()))
 
     def close(self) -> None:
         if self._transport is not None and not self.closed:

@@ -37,7 +37,9 @@ from lamina.core.errors import (
     status_code,
     status_message,
 )
-from lamina.core.h2 import DATA, END_HEADERS, END_STREAM, HEADERS, Connection, Stream, StreamReset, frame
+from lamina.core.h2 import Connection
+from lamina.core.h2_frames import DATA, END_HEADERS, END_STREAM, HEADERS, StreamReset, frame
+from lamina.core.h2_stream import Stream
 from lamina.core.log import get_logger
 from lamina.core.sockets import claim_unix_socket
 

@@ -1,0 +1,61 @@
+"""HTTP/2 wire constants and frame encoding (RFC 9113 §4, §6), for laminad's server.
+
+Shared by the connection (``h2.py``), its streams (``h2_stream.py``) and the
+gRPC layer (``server.py``), which writes whole answers as frames.
+"""
+
+from __future__ import annotations
+
+import struct
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION = range(10)
+END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY_FLAG = 0x1, 0x1, 0x4, 0x8, 0x20
+
+SETTINGS_INITIAL_WINDOW_SIZE, SETTINGS_MAX_FRAME_SIZE = 0x4, 0x5
+NO_ERROR, PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, REFUSED_STREAM, COMPRESSION_ERROR = \
+    0x0, 0x1, 0x3, 0x6, 0x7, 0x9
+# Exact payload sizes of the fixed-size frames (RFC 9113 §6).
+FIXED_SIZES = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
+
+DEFAULT_WINDOW = 65_535
+DEFAULT_FRAME = 16_384
+MAX_FRAME = 1 << 20  # what laminad accepts; announced in SETTINGS
+STREAM_WINDOW = 1 << 20
+CONNECTION_WINDOW = 1 << 26
+MAX_HEADER_BLOCK = 1 << 20  # a request's headers, CONTINUATIONs included
+MAX_WINDOW = (1 << 31) - 1
+
+U32 = struct.Struct(">I")
+SETTING = struct.Struct(">HI")
+GOAWAY_PAYLOAD = struct.Struct(">II")
+
+
+class ProtocolError(Exception):
+    """The peer broke HTTP/2; the connection is closed with GOAWAY."""
+
+    def __init__(self, message: str, code: int = PROTOCOL_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class StreamReset(Exception):
+    """The peer reset the stream (RST_STREAM) or the connection went away."""
+
+
+def frame(kind: int, flags: int, stream_id: int, payload: bytes = b"") -> bytes:
+    n = len(payload)
+    return bytes((n >> 16, (n >> 8) & 0xFF, n & 0xFF, kind, flags)) + U32.pack(stream_id) + payload
+
+
+SERVER_SETTINGS = frame(SETTINGS, 0, 0, SETTING.pack(SETTINGS_INITIAL_WINDOW_SIZE, STREAM_WINDOW)
+                         + SETTING.pack(SETTINGS_MAX_FRAME_SIZE, MAX_FRAME)) \
+    + frame(WINDOW_UPDATE, 0, 0, U32.pack(CONNECTION_WINDOW - DEFAULT_WINDOW))
+SETTINGS_ACK = frame(SETTINGS, ACK, 0)
+
+
+def pad_length(payload: bytes) -> int:
+    if not payload or payload[0] >= len(payload):
+        raise ProtocolError("padding longer than the frame")
+    return payload[0]
