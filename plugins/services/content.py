@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime
 
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from lamina.api.events import content_pb2 as events_pb2
 from lamina.api.services import content_pb2 as pb
@@ -32,29 +32,22 @@ from lamina.plugins import hookimpl
 from lamina.plugins.content import CONTENT_PLUGIN
 from lamina.plugins.gc import GC_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
+from lamina.plugins.services.timestamps import timestamp
 
 log = get_logger()
 _LIST_BATCH = 100
 _INLINE_READ = 256 << 10
 
 
-def _ts(t: datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(t)
-    return ts
-
-
 def _info_pb(info: Info, *, updated: bool = True) -> pb.Info:
-    msg = pb.Info(digest=info.digest, size=info.size, created_at=_ts(info.created_at), labels=dict(info.labels))
-    if updated:
-        msg.updated_at.CopyFrom(_ts(info.updated_at))
-    return msg
+    return pb.Info(digest=info.digest, size=info.size, created_at=timestamp(info.created_at),
+                   updated_at=timestamp(info.updated_at) if updated else None, labels=dict(info.labels))
 
 
 def _status_pb(status: Status) -> pb.Status:
     return pb.Status(
-        started_at=_ts(status.started_at),
-        updated_at=_ts(status.updated_at),
+        started_at=timestamp(status.started_at),
+        updated_at=timestamp(status.updated_at),
         ref=status.ref,
         offset=status.offset,
         total=status.total,
@@ -192,8 +185,8 @@ class ContentService:
             resp.offset = status.offset
             resp.total = total
             resp.digest = writer.digest()
-            resp.started_at.CopyFrom(_ts(status.started_at))
-            resp.updated_at.CopyFrom(_ts(status.updated_at))
+            resp.started_at.MergeFrom(Timestamp(**timestamp(status.started_at)))
+            resp.updated_at.MergeFrom(Timestamp(**timestamp(status.updated_at)))
             return resp
         if req.action not in (pb.WRITE, pb.COMMIT):
             raise InvalidArgument(f"unknown write action {req.action}")

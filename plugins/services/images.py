@@ -8,7 +8,7 @@ and Delete with ``sync`` waits for a garbage collection before answering.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -22,21 +22,15 @@ from lamina.core.gc_scheduler import Scheduler
 from lamina.core.metadata.images import Descriptor, Image, ImageStore
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
-from lamina.core.timeutil import EPOCH
 from lamina.plugins import hookimpl
 from lamina.plugins.gc import GC_PLUGIN
 from lamina.plugins.metadata import METADATA_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
-
-_SECOND = timedelta(seconds=1)
+from lamina.plugins.services.timestamps import timestamp
 
 
 def _ts(t: datetime | None) -> dict[str, int] | None:
-    """A ``Timestamp`` as constructor fields: what ``FromDatetime`` computes
-    (whole seconds, microseconds as nanos) without its Python-level calls."""
-    if t is None:
-        return None
-    return {"seconds": (t - EPOCH) // _SECOND, "nanos": t.microsecond * 1000}
+    return None if t is None else timestamp(t)
 
 
 def _fields(image: Image) -> dict[str, Any]:

@@ -6,7 +6,7 @@ with ``sync`` waits for a garbage collection, and leases publish no events.
 
 from __future__ import annotations
 
-from google.protobuf import empty_pb2, timestamp_pb2
+from google.protobuf import empty_pb2
 
 from lamina.api.services import leases_pb2 as pb
 from lamina.core import namespaces
@@ -18,12 +18,11 @@ from lamina.plugins import hookimpl
 from lamina.plugins.gc import GC_PLUGIN
 from lamina.plugins.metadata import METADATA_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
+from lamina.plugins.services.timestamps import timestamp
 
 
 def _to_pb(lease: Lease) -> pb.Lease:
-    created = timestamp_pb2.Timestamp()
-    created.FromDatetime(lease.created_at)
-    return pb.Lease(id=lease.id, created_at=created, labels=dict(lease.labels))
+    return pb.Lease(id=lease.id, created_at=timestamp(lease.created_at), labels=dict(lease.labels))
 
 
 def _resource(resource: pb.Resource) -> Resource:

@@ -24,6 +24,7 @@ from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.services import GRPC_PLUGIN
+from lamina.plugins.services.timestamps import timestamp
 from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE
 from lamina.snapshots.base import Info, Kind
 
@@ -35,11 +36,9 @@ def _mounts_pb(mounts: Sequence[Mount]) -> list[mount_pb2.Mount]:
 
 
 def _info_pb(info: Info) -> pb.Info:
-    message = pb.Info(name=info.key, parent=info.parent, kind=int(info.kind) or int(Kind.COMMITTED),
-                      labels=dict(info.labels))
-    message.created_at.FromDatetime(info.created_at)
-    message.updated_at.FromDatetime(info.updated_at)
-    return message
+    return pb.Info(name=info.key, parent=info.parent, kind=int(info.kind) or int(Kind.COMMITTED),
+                   labels=dict(info.labels), created_at=timestamp(info.created_at),
+                   updated_at=timestamp(info.updated_at))
 
 
 class SnapshotsService:
