@@ -17,7 +17,8 @@ from typing import Any
 
 from lamina.core.gc import SNAPSHOT, Node, is_root, label_refs
 from lamina.core.metadata.db import Txn
-from lamina.core.metadata.snapshots import SnapshotStore, record_key, records_prefix, remove_record_txn
+from lamina.core.metadata.snapshot_records import record_key, records_prefix, remove_record_txn
+from lamina.core.metadata.snapshots import SnapshotStore
 
 
 def _labels(doc: Any) -> Mapping[str, str]:

@@ -28,7 +28,9 @@ Ingest ``bref`` is the ref of the on-disk ingest (``<ns>/<nanos>/<ref>``);
 "shared" ingest of a blob already on disk.  In ``leaseref`` the lease id is
 percent-quoted (``<qid>``) since lease ids may contain ``/``; ``type`` is
 ``content``, ``ingests`` or ``snapshots/<snapshotter>`` (see
-``lamina.core.metadata.leases``).
+``lamina.core.metadata.leases``).  Content keys are built in
+``content_records``, snapshot records' keys in ``snapshot_records``, and
+every other key in its kind's own module.
 
 A namespace exists once ``namespace/<ns>`` does; the first write of any
 object creates it implicitly, as containerd's buckets do.  ``v1/<ns>/`` is

@@ -20,107 +20,49 @@ Locking: commits, aborts and deletes hold ``lock`` shared from the disk
 change to the metadata commit; ``sweep_disk`` holds it exclusively while it
 compares the metadata with the disk, so a blob renamed into place is never
 swept before its record exists (containerd's ``contentStore.l``).
+
+The key layout is in ``content_records``, an open ingest in
+``content_writer`` and the disk sweep in ``content_sweep``; this module is
+the store that ties them to the namespace, the leases and the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import os
-import shutil
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from lamina.content import digest as digests
-from lamina.content import ingest as ingests
 from lamina.content.base import Info, Status
 from lamina.content.local import LocalStore
 from lamina.content.reader import BlobReader
-from lamina.content.writer import LocalWriter
-from lamina.core import filters, timeutil
-from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, OutOfRange
+from lamina.core import filters
+from lamina.core.errors import AlreadyExists, InvalidArgument, NotFound
 from lamina.core.identifiers import checked_labels
-from lamina.core.log import get_logger
+from lamina.core.metadata.content_records import (
+    blob_info,
+    blob_key,
+    blobs_prefix,
+    ingest_key,
+    ingests_prefix,
+    with_ref,
+)
+from lamina.core.metadata.content_sweep import referenced, sweep
+from lamina.core.metadata.content_writer import NamespacedWriter
 from lamina.core.metadata.db import Database, Txn
 from lamina.core.metadata.leases import CONTENT, INGESTS, add_resource_txn, remove_resource_txn
+from lamina.core.metadata.locks import SharedLock
 from lamina.core.metadata.namespaces import ensure_namespace
-
-log = get_logger()
 
 INGEST_EXPIRY_NS = 24 * 3600 * 10**9
 """containerd gives an ingest without a lease 24 hours before GC may take it."""
 
 
-def blob_key(namespace: str, dgst: str) -> str:
-    return f"v1/{namespace}/content/blob/{dgst}"
-
-
-def blobs_prefix(namespace: str) -> str:
-    return f"v1/{namespace}/content/blob/"
-
-
-def ingest_key(namespace: str, ref: str) -> str:
-    return f"v1/{namespace}/content/ingest/{ref}"
-
-
-def ingests_prefix(namespace: str) -> str:
-    return f"v1/{namespace}/content/ingest/"
-
-
-def _info(dgst: str, doc: Mapping[str, Any]) -> Info:
-    return Info(
-        digest=dgst,
-        size=doc["size"],
-        created_at=timeutil.from_ns(doc["created_at"]),
-        updated_at=timeutil.from_ns(doc["updated_at"]),
-        labels=dict(doc["labels"]),
-    )
-
-
-
 def _adaptor(info: Info) -> filters.Adaptor:
     """containerd's ``content.AdaptInfo``: digest and labels (size is not filterable)."""
     return filters.field_adaptor({"digest": info.digest}, info.labels)
-
-
-class SharedLock:
-    """Many shared holders or one exclusive holder; a waiting exclusive blocks new shared ones."""
-
-    def __init__(self) -> None:
-        self._cond = asyncio.Condition()
-        self._shared = 0
-        self._exclusive = False
-        self._waiting = 0
-
-    @asynccontextmanager
-    async def shared(self) -> AsyncIterator[None]:
-        async with self._cond:
-            await self._cond.wait_for(lambda: not self._exclusive and not self._waiting)
-            self._shared += 1
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._shared -= 1
-                self._cond.notify_all()
-
-    @asynccontextmanager
-    async def exclusive(self) -> AsyncIterator[None]:
-        async with self._cond:
-            self._waiting += 1
-            try:
-                await self._cond.wait_for(lambda: not self._exclusive and not self._shared)
-            finally:
-                self._waiting -= 1
-            self._exclusive = True
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
 
 
 class ContentStore:
@@ -137,7 +79,7 @@ class ContentStore:
         doc = self.db.view(lambda txn: txn.get(blob_key(namespace, dgst)))
         if doc is None:
             raise NotFound(f"content digest {dgst}")
-        return _info(dgst, doc)
+        return blob_info(dgst, doc)
 
     def exists(self, namespace: str, dgst: str) -> bool:
         return self.db.view(lambda txn: txn.has(blob_key(namespace, dgst)))
@@ -145,7 +87,7 @@ class ContentStore:
     def list(self, namespace: str, filter_exprs: Sequence[str] = ()) -> list[Info]:
         matcher = filters.parse(filter_exprs)
         found = self.db.view(lambda txn: list(txn.scan(blobs_prefix(namespace))))
-        infos = (_info(dgst, doc) for dgst, doc in found)
+        infos = (blob_info(dgst, doc) for dgst, doc in found)
         return [info for info in infos if matcher.match(_adaptor(info))]
 
     async def update(self, namespace: str, dgst: str, labels: Mapping[str, str], paths: Sequence[str]) -> Info:
@@ -171,7 +113,7 @@ class ContentStore:
             doc["labels"] = checked_labels(current, "info.Labels")
             doc["updated_at"] = time.time_ns()
             txn.put(key, doc)
-            return _info(dgst, doc)
+            return blob_info(dgst, doc)
 
         return await self.db.update(run)
 
@@ -203,7 +145,7 @@ class ContentStore:
     async def status(self, namespace: str, ref: str) -> Status:
         bref = self._backend_ref(namespace, ref)
         status = await asyncio.to_thread(self.local.status, bref)
-        return _with_ref(status, ref)
+        return with_ref(status, ref)
 
     async def list_statuses(self, namespace: str, filter_exprs: Sequence[str] = ()) -> builtins.list[Status]:
         matcher = filters.parse(filter_exprs)
@@ -213,7 +155,7 @@ class ContentStore:
             out = []
             for ref, doc in found:
                 try:
-                    status = _with_ref(self.local.status(doc["bref"]), ref)
+                    status = with_ref(self.local.status(doc["bref"]), ref)
                 except NotFound:
                     continue
                 if matcher.match(filters.field_adaptor({"ref": status.ref})):
@@ -276,7 +218,7 @@ class ContentStore:
             return False, doc["bref"], shared
 
         async with self.lock.shared():
-            disk_size = await asyncio.to_thread(self._disk_size, expected) if expected else None
+            disk_size = await asyncio.to_thread(self.disk_size, expected) if expected else None
             exists, bref, shared = await self.db.update(lambda txn: run(txn, disk_size))
             if exists:
                 raise AlreadyExists(f"content {expected}")
@@ -287,7 +229,8 @@ class ContentStore:
                 w.backend = await asyncio.to_thread(self.local.writer, bref, total)
             return w
 
-    def _disk_size(self, dgst: str) -> int | None:
+    def disk_size(self, dgst: str) -> int | None:
+        """The blob's size on disk, whichever namespace has it; None if absent (blocking)."""
         try:
             return self.local.info(dgst).size
         except NotFound:
@@ -298,160 +241,5 @@ class ContentStore:
     async def sweep_disk(self) -> tuple[int, int]:
         """Remove blobs and ingests no namespace references; (blobs, ingests) removed."""
         async with self.lock.exclusive():
-            blobs, brefs = self.db.view(_referenced)
-            return await asyncio.to_thread(self._sweep, blobs, brefs)
-
-    def _sweep(self, blobs: set[str], brefs: set[str]) -> tuple[int, int]:
-        removed_blobs = removed_ingests = 0
-        for info in self.local.walk():
-            if info.digest not in blobs:
-                try:
-                    self.local.delete(info.digest)
-                except NotFound:
-                    continue
-                removed_blobs += 1
-                log.debug("content removed", digest=info.digest)
-        root = os.path.join(self.local.root, "ingest")
-        for entry in os.scandir(root):
-            try:
-                ref = ingests.read_text(os.path.join(entry.path, "ref"))
-            except (FileNotFoundError, NotADirectoryError):
-                ref = ""
-            if ref in brefs:
-                continue
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed_ingests += 1
-            log.debug("ingest removed", ref=ref)
-        return removed_blobs, removed_ingests
-
-
-def _referenced(txn: Txn) -> tuple[set[str], set[str]]:
-    """Digests with a record in any namespace (or expected by an ingest), and backend refs."""
-    blobs: set[str] = set()
-    brefs: set[str] = set()
-    for ns in txn.keys("namespace/"):
-        blobs.update(txn.keys(blobs_prefix(ns)))
-        for _, doc in txn.scan(ingests_prefix(ns)):
-            if doc.get("expected"):
-                blobs.add(doc["expected"])
-            if doc.get("bref"):
-                brefs.add(doc["bref"])
-    return blobs, brefs
-
-
-def _with_ref(status: Status, ref: str) -> Status:
-    return Status(ref=ref, offset=status.offset, total=status.total, expected=status.expected,
-                  started_at=status.started_at, updated_at=status.updated_at)
-
-
-class NamespacedWriter:
-    """One open ingest in a namespace; ``backend`` is None for a shared blob until data arrives."""
-
-    def __init__(self, store: ContentStore, namespace: str, ref: str, bref: str, *, lease: str,
-                 total: int, expected: str) -> None:
-        self._store = store
-        self.namespace = namespace
-        self.ref = ref
-        self._bref = bref
-        self._lease = lease
-        self._total = total
-        self._expected = expected
-        self._started = timeutil.now()
-        self.backend: LocalWriter | None = None
-        self.shared_size: int | None = None
-
-    def status(self) -> Status:
-        if self.backend is not None:
-            return _with_ref(self.backend.status(), self.ref)
-        size = self.shared_size or 0
-        return Status(ref=self.ref, offset=size, total=size, expected=self._expected,
-                      started_at=self._started, updated_at=self._started)
-
-    def digest(self) -> str:
-        return self.backend.digest() if self.backend is not None else self._expected
-
-    async def write(self, data: bytes, offset: int) -> int:
-        """Write ``data`` at ``offset`` (0 restarts; another offset must be the current one)."""
-        if self.backend is None:
-            size = self.shared_size or 0
-            if offset not in (0, size):
-                raise OutOfRange(f"write @{offset} must occur at current offset {size}")
-            if not data and (offset == size):
-                return size
-            self.backend = await asyncio.to_thread(self._copy_shared, offset != 0)
-        backend = self.backend
-        return await asyncio.to_thread(backend.write, data, offset)
-
-    def _copy_shared(self, keep: bool) -> LocalWriter:
-        """Leave the shared blob behind: start a real ingest holding its bytes (or none)."""
-        w = self._store.local.writer(self._bref, self._total)
-        try:
-            w.truncate(0)
-            if keep:
-                with self._store.local.reader(self._expected) as r:
-                    for chunk in r.chunks(0, self.shared_size or 0):
-                        w.write(chunk, w.status().offset)
-        except BaseException:
-            w.close()
-            raise
-        return w
-
-    async def commit(self, size: int = 0, expected: str = "", labels: Mapping[str, str] | None = None) -> Info:
-        """Verify and commit; the ingest stays on a size or digest mismatch.
-
-        ``AlreadyExists`` when this namespace already has the digest (the
-        ingest is gone then, as in containerd).
-        """
-        kept = checked_labels(labels or {}, "info.Labels")
-        if expected:
-            digests.parse(expected)
-        store, ns = self._store, self.namespace
-        async with store.lock.shared():
-            if self.backend is not None:
-                w = self.backend
-                offset = w.status().offset
-                if size and size != offset:
-                    await asyncio.to_thread(w.close)
-                    raise FailedPrecondition(f"{self.ref!r} failed size validation: {offset} != {size}")
-                try:
-                    info = await asyncio.to_thread(w.commit, offset, expected)
-                    actual, actual_size = info.digest, info.size
-                except AlreadyExists:
-                    actual, actual_size = w.digest(), offset
-            else:
-                actual_size = self.shared_size or 0
-                if size and size != actual_size:
-                    raise FailedPrecondition(f"{self.ref!r} failed size validation: {actual_size} != {size}")
-                if expected and expected != self._expected:
-                    raise FailedPrecondition(f"{self.ref!r} unexpected digest")
-                actual = self._expected
-                if await asyncio.to_thread(store._disk_size, actual) is None:
-                    raise NotFound(f"content digest {actual}")
-            lease = self._lease
-
-            def run(txn: Txn) -> tuple[bool, dict[str, Any]]:
-                txn.delete(ingest_key(ns, self.ref))
-                if lease:
-                    remove_resource_txn(txn, ns, lease, INGESTS, self.ref)
-                    add_resource_txn(txn, ns, lease, CONTENT, actual)
-                key = blob_key(ns, actual)
-                existing = txn.get(key)
-                if existing is not None:
-                    return True, existing
-                ensure_namespace(txn, ns)
-                now = time.time_ns()
-                doc = {"size": actual_size, "created_at": now, "updated_at": now, "labels": kept}
-                txn.put(key, doc)
-                return False, doc
-
-            existed, doc = await store.db.update(run)
-        if existed:
-            raise AlreadyExists(f"content {actual}")
-        log.debug("content committed", ref=self.ref, digest=actual, size=actual_size)
-        return _info(actual, doc)
-
-    async def close(self) -> None:
-        """Release the ref; an uncommitted ingest stays to be resumed."""
-        if self.backend is not None:
-            await asyncio.to_thread(self.backend.close)
-
+            blobs, brefs = self.db.view(referenced)
+            return await asyncio.to_thread(sweep, self.local, blobs, brefs)

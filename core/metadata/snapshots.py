@@ -19,12 +19,11 @@ until the collector finds no namespace naming it (``collect_garbage``).
 Creation makes the backend snapshot before its record, so creation and
 commit hold ``lock`` shared and the collector holds it exclusively.
 
-Keys (see ``lamina.core.metadata``)::
-
-    snapshotseq/<snapshotter>                                  last backend id handed out
-    v1/<ns>/snapshot/<snapshotter>/<key>                       {"name": backend key, "parent",
-                                                                "labels", "created_at", "updated_at"}
-    v1/<ns>/snapshotchild/<snapshotter>/<quoted parent>/<key>  {}  (children of a parent)
+The ``<id>`` in a backend key comes from ``snapshotseq/<snapshotter>``, one
+counter for all namespaces (see ``lamina.core.metadata``).  The records'
+layout is in ``snapshot_records`` and the backend sweep in
+``snapshot_sweep``; this module is the store that ties them to the backend,
+the leases and the lock.
 """
 
 from __future__ import annotations
@@ -34,37 +33,31 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from lamina.core import filters
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from lamina.core.identifiers import checked_labels
 from lamina.core.log import get_logger
-from lamina.core.metadata.content import SharedLock
 from lamina.core.metadata.db import Database, Txn
 from lamina.core.metadata.leases import SNAPSHOTS, add_resource_txn, remove_resource_txn
+from lamina.core.metadata.locks import SharedLock
 from lamina.core.metadata.namespaces import ensure_namespace
+from lamina.core.metadata.snapshot_records import (
+    children_prefix,
+    merged_info,
+    record_key,
+    records_prefix,
+    remove_record_txn,
+)
+from lamina.core.metadata.snapshot_sweep import backend_keys_txn, prune
 from lamina.core.mounts import Mount
-from lamina.core.timeutil import from_ns, to_ns
+from lamina.core.timeutil import to_ns
 from lamina.snapshots.base import Info, Kind, Snapshotter, Usage
 
 log = get_logger()
 
 LABEL_SNAPSHOT_REF = "containerd.io/snapshot.ref"
 INHERITED_PREFIX = "containerd.io/snapshot/"
-
-
-def record_key(namespace: str, snapshotter: str, key: str) -> str:
-    return f"v1/{namespace}/snapshot/{snapshotter}/{key}"
-
-
-def records_prefix(namespace: str, snapshotter: str = "") -> str:
-    """All snapshot records of a namespace, or of one snapshotter in it."""
-    return f"v1/{namespace}/snapshot/{snapshotter}/" if snapshotter else f"v1/{namespace}/snapshot/"
-
-
-def _children_prefix(namespace: str, snapshotter: str, parent: str) -> str:
-    return f"v1/{namespace}/snapshotchild/{snapshotter}/{quote(parent, safe='')}/"
 
 
 def _q(text: str) -> str:
@@ -75,39 +68,6 @@ def _q(text: str) -> str:
 def inherited_labels(labels: Mapping[str, str]) -> dict[str, str]:
     """The labels a backend keeps (containerd's ``FilterInheritedLabels``)."""
     return {k: v for k, v in labels.items() if k == LABEL_SNAPSHOT_REF or k.startswith(INHERITED_PREFIX)}
-
-
-
-def remove_record_txn(txn: Txn, namespace: str, snapshotter: str, key: str) -> bool:
-    """Drop a record and its link from its parent; False if there was none."""
-    doc = txn.get(record_key(namespace, snapshotter, key))
-    if doc is None:
-        return False
-    if doc.get("parent"):
-        txn.delete(_children_prefix(namespace, snapshotter, doc["parent"]) + key)
-    txn.delete(record_key(namespace, snapshotter, key))
-    return True
-
-
-def backend_keys_txn(txn: Txn, snapshotter: str) -> set[str]:
-    """Every backend key some namespace's record names."""
-    seen: set[str] = set()
-    for namespace in list(txn.keys("namespace/")):
-        for _, doc in txn.scan(records_prefix(namespace, snapshotter)):
-            seen.add(doc["name"])
-    return seen
-
-
-def _merged(record_name: str, doc: Mapping[str, Any], backend: Info) -> Info:
-    """containerd's ``overlayInfo``: the record's name, parent and times over the backend's kind."""
-    return Info(
-        key=record_name,
-        parent=doc.get("parent", ""),
-        kind=backend.kind,
-        labels={**backend.labels, **doc["labels"]},
-        created_at=from_ns(doc["created_at"]),
-        updated_at=from_ns(doc["updated_at"]),
-    )
 
 
 def _adaptor(info: Info) -> filters.Adaptor:
@@ -144,7 +104,7 @@ class SnapshotStore:
 
     async def stat(self, namespace: str, key: str) -> Info:
         doc = self._record(namespace, key)
-        return _merged(key, doc, await asyncio.to_thread(self.backend.stat, doc["name"]))
+        return merged_info(key, doc, await asyncio.to_thread(self.backend.stat, doc["name"]))
 
     async def usage(self, namespace: str, key: str) -> Usage:
         doc = self._record(namespace, key)
@@ -168,7 +128,7 @@ class SnapshotStore:
             binfo = backend.get(doc["name"])
             if binfo is None:
                 continue  # removed from the backend under a stale record
-            info = _merged(key, doc, binfo)
+            info = merged_info(key, doc, binfo)
             if matcher.match(_adaptor(info)):
                 out.append(info)
         return out
@@ -246,7 +206,7 @@ class SnapshotStore:
             if lease:
                 add_resource_txn(txn, namespace, lease, self._lease_type, rkey)
             if parent:
-                txn.put(_children_prefix(namespace, self.name, parent) + rkey, {})
+                txn.put(children_prefix(namespace, self.name, parent) + rkey, {})
             txn.put(record_key(namespace, self.name, rkey),
                     {"name": bkey, "parent": parent, "labels": rlabels,
                      "created_at": created_ns, "updated_at": updated_ns})
@@ -314,7 +274,7 @@ class SnapshotStore:
                 add_resource_txn(txn, namespace, lease, self._lease_type, name)
             remove_record_txn(txn, namespace, self.name, key)
             if parent:
-                txn.put(_children_prefix(namespace, self.name, parent) + name, {})
+                txn.put(children_prefix(namespace, self.name, parent) + name, {})
             now = time.time_ns()
             txn.put(record_key(namespace, self.name, name),
                     {"name": name_bkey, "parent": parent, "labels": kept, "created_at": now, "updated_at": now})
@@ -352,7 +312,7 @@ class SnapshotStore:
             txn.put(rkey, doc)
             # In the transaction, as containerd does, so that the two stay in step.
             inner = Info(key=doc["name"], labels=inherited_labels(doc["labels"]))
-            return _merged(name, doc, self.backend.update(inner, paths))
+            return merged_info(name, doc, self.backend.update(inner, paths))
 
         async with self.lock.shared():
             return await self.db.update(run)
@@ -362,7 +322,7 @@ class SnapshotStore:
         def run(txn: Txn) -> None:
             if not txn.has(record_key(namespace, self.name, key)):
                 raise NotFound(f"snapshot {key} does not exist")
-            if txn.any_under(_children_prefix(namespace, self.name, key)):
+            if txn.any_under(children_prefix(namespace, self.name, key)):
                 raise FailedPrecondition("cannot remove snapshot with child")
             remove_record_txn(txn, namespace, self.name, key)
             if lease:
@@ -380,36 +340,7 @@ class SnapshotStore:
         async with self.lock.exclusive():
             self.dirty = False
             seen = self.db.view(lambda txn: backend_keys_txn(txn, self.name))
-            return await asyncio.to_thread(self._prune, seen)
-
-    def _prune(self, seen: set[str]) -> int:
-        infos: list[Info] = []
-        self.backend.walk(infos.append)
-        children: dict[str, list[Info]] = {}
-        for info in infos:
-            children.setdefault(info.parent, []).append(info)
-        known = {info.key for info in infos}
-        removed = 0
-
-        def prune(info: Info) -> None:
-            nonlocal removed
-            for child in children.get(info.key, ()):
-                prune(child)
-            if info.key in seen:
-                return
-            try:
-                self.backend.remove(info.key)
-            except FailedPrecondition as exc:
-                log.warning("failed to remove snapshot", snapshotter=self.name, key=info.key, error=str(exc))
-            else:
-                removed += 1
-                log.debug("removed snapshot", snapshotter=self.name, key=info.key)
-
-        for info in infos:
-            if not info.parent or info.parent not in known:
-                prune(info)
-        self.backend.cleanup()
-        return removed
+            return await asyncio.to_thread(prune, self.backend, self.name, seen)
 
     async def cleanup(self) -> None:
         """The Cleanup RPC: reclaim what no record names, then orphaned directories."""

@@ -25,7 +25,8 @@ from lamina.core.errors import AlreadyExists, InvalidArgument, LaminaError
 from lamina.core.events import Exchange
 from lamina.core.gc_scheduler import Scheduler
 from lamina.core.log import get_logger
-from lamina.core.metadata.content import ContentStore, NamespacedWriter
+from lamina.core.metadata.content import ContentStore
+from lamina.core.metadata.content_writer import NamespacedWriter
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl

@@ -14,7 +14,8 @@ from lamina.content.local import LocalStore
 from lamina.core.gc import CONTENT, SNAPSHOT, GarbageCollector, Node, label_refs
 from lamina.core.gc_kinds import ContainerKind, ContentKind, ImageKind, IngestKind, LeaseKind
 from lamina.core.metadata import Database
-from lamina.core.metadata.content import ContentStore, blob_key
+from lamina.core.metadata.content import ContentStore
+from lamina.core.metadata.content_records import blob_key
 from lamina.core.metadata.images import Descriptor, Image, ImageStore
 from lamina.core.metadata.leases import CONTENT as LEASE_CONTENT
 from lamina.core.metadata.leases import LeaseStore, Resource
