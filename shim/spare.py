@@ -7,7 +7,7 @@ next request straight from the zygote's socket to laminad, so laminad's
 request wakes the process that will serve the task, with no fork and no
 interpreter set-up in between.  Then it does ``start``'s work for itself, in
 the bundle: the listening socket and ``address`` file
-(``shim/main.py:listen``), the cgroup and the oom score (``settle``, based
+(``shim/start.py:listen``), the cgroup and the oom score (``shim/settle.py``, based
 on the zygote's score, as the exec'ed ``start`` bases it on its parent's);
 it answers with its address and pid, and serves.
 
@@ -29,8 +29,11 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from lamina.shim import main as shim
+from lamina.shim.boot import start_logging
+from lamina.shim.flags import Flags
 from lamina.shim.serve import Listener, run_assigned
+from lamina.shim.settle import settle
+from lamina.shim.start import MAX_FD, listen
 from lamina.shim.title import set_title
 from lamina.shim.zygote import MAX_MESSAGE
 
@@ -54,7 +57,7 @@ def become_spare(control: socket.socket, link: socket.socket, zygote: int, title
         for fd in sorted((control.fileno(), link.fileno())):
             os.closerange(low, fd)
             low = fd + 1
-        os.closerange(low, shim.MAX_FD)
+        os.closerange(low, MAX_FD)
         set_title(title)
         code = run_assigned(_Spare(control, link, zygote).assign)
     except BaseException as exc:  # noqa: BLE001 - a spare must never return into the zygote's code
@@ -88,7 +91,7 @@ class _Spare:
         # loop next waits (its server then listens), so that the fork does not
         # compete for the CPU with the set-up laminad is waiting for.
         asyncio.get_running_loop().call_soon(self._taken)
-        shim.start_logging(flags)
+        start_logging(flags)
         return flags.namespace, listener
 
     def _taken(self) -> None:
@@ -143,11 +146,11 @@ def _eof(link: socket.socket) -> bool:
         return False
 
 
-def _start(request: dict[str, Any], zygote: int) -> tuple[shim.Flags, Listener | None, dict[str, Any]]:
+def _start(request: dict[str, Any], zygote: int) -> tuple[Flags, Listener | None, dict[str, Any]]:
     """``start`` for this process, in the request's bundle: the flags, the
     listening socket (None if another shim serves the group, or on failure)
     and laminad's answer."""
-    flags = shim.Flags()
+    flags = Flags()
     listener = None
     try:
         flags.namespace = request["namespace"]
@@ -159,10 +162,10 @@ def _start(request: dict[str, Any], zygote: int) -> tuple[shim.Flags, Listener |
                         "-address", flags.address])
         os.chdir(request["bundle"])
         os.environ["TTRPC_ADDRESS"] = request["ttrpc_address"]
-        address, listener = shim.listen(flags)
+        address, listener = listen(flags)
         if listener is None:
             return flags, None, {"address": address, "pid": 0}
-        shim.settle(os.getpid(), bytes.fromhex(request["options"]), zygote)
+        settle(os.getpid(), bytes.fromhex(request["options"]), zygote)
         return flags, listener, {"address": address, "pid": os.getpid()}
     except BaseException as exc:  # noqa: BLE001 - every failure is answered
         if listener is not None:

@@ -55,7 +55,6 @@ def _preload() -> None:
     """Import all the serving shim runs; ``ssl`` stays out as in ``serve``."""
     sys.modules.setdefault("ssl", None)  # type: ignore[arg-type]
     import lamina.core.mount_ops  # noqa: F401
-    import lamina.shim.main  # noqa: F401
     import lamina.shim.serve  # noqa: F401
     import lamina.shim.spare  # noqa: F401
 

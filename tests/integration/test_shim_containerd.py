@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lamina.shim.main import socket_address
+from lamina.shim.start import socket_address
 
 CTR = "/usr/bin/ctr"
 CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"

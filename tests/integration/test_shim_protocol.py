@@ -24,7 +24,7 @@ from google.protobuf import empty_pb2
 from lamina.api.events import task_pb2 as events
 from lamina.api.runtime import shim_events_pb2, task_pb2
 from lamina.core.ttrpc import NAMESPACE_KEY, Client, Method, Server
-from lamina.shim.main import delete_response
+from lamina.shim.delete import delete_response
 
 SHIM = os.path.join(os.path.dirname(sys.executable), "containerd-shim-lamina-v2")
 NS = "lshim-proto"
@@ -41,7 +41,8 @@ pytestmark = [
 def test_shim_modules_never_import_grpc() -> None:
     code = (
         "import sys\n"
-        "import lamina.shim.main, lamina.shim.serve, lamina.shim.task, lamina.shim.cgroups\n"
+        "import lamina.shim.main, lamina.shim.start, lamina.shim.delete, lamina.shim.boot\n"
+        "import lamina.shim.serve, lamina.shim.task, lamina.shim.cgroups\n"
         "print(sorted(m for m in ('grpc', 'rich', 'structlog') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -2,7 +2,7 @@
 
 Inputs and expectations in the tables are facts from containerd's
 ``filters/filter_test.go`` and ``filters/scanner_test.go``; the rest pin the
-scanner quirks documented in ``lamina.core.filters``.
+scanner quirks documented in ``lamina.core.filters_scanner``.
 """
 
 from __future__ import annotations
@@ -15,16 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lamina.core.errors import InvalidArgument
-from lamina.core.filters import (
-    Adaptor,
-    Filter,
-    Operator,
-    Selector,
-    _Scanner,
-    _Tok,
-    field_adaptor,
-    parse,
-)
+from lamina.core.filters import Adaptor, Filter, field_adaptor, parse
+from lamina.core.filters_scanner import Scanner, Tok
+from lamina.core.filters_selector import Operator, Selector
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -218,32 +211,32 @@ def test_error_names_the_bad_string_of_a_list() -> None:
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [
-        ("foo\x00bar", [(0, _Tok.FIELD, "foo"), (3, _Tok.ILLEGAL, ""), (4, _Tok.FIELD, "bar"),
-                        (7, _Tok.EOF, "")]),
-        ("foo = bar    ", [(0, _Tok.FIELD, "foo"), (4, _Tok.OPERATOR, "="),
-                            (6, _Tok.VALUE, "bar"), (13, _Tok.EOF, "")]),
-        ("doublevalue=value value", [(0, _Tok.FIELD, "doublevalue"), (11, _Tok.OPERATOR, "="),
-                                     (12, _Tok.VALUE, "value"), (18, _Tok.FIELD, "value"),
-                                     (23, _Tok.EOF, "")]),
+        ("foo\x00bar", [(0, Tok.FIELD, "foo"), (3, Tok.ILLEGAL, ""), (4, Tok.FIELD, "bar"),
+                        (7, Tok.EOF, "")]),
+        ("foo = bar    ", [(0, Tok.FIELD, "foo"), (4, Tok.OPERATOR, "="),
+                            (6, Tok.VALUE, "bar"), (13, Tok.EOF, "")]),
+        ("doublevalue=value value", [(0, Tok.FIELD, "doublevalue"), (11, Tok.OPERATOR, "="),
+                                     (12, Tok.VALUE, "value"), (18, Tok.FIELD, "value"),
+                                     (23, Tok.EOF, "")]),
         ("labels.containerd.io/key==value",
-         [(0, _Tok.FIELD, "labels"), (6, _Tok.SEPARATOR, "."), (7, _Tok.FIELD, "containerd"),
-          (17, _Tok.SEPARATOR, "."), (18, _Tok.FIELD, "io"),
-          (20, _Tok.ILLEGAL, "/key==value"), (31, _Tok.EOF, "")]),
+         [(0, Tok.FIELD, "labels"), (6, Tok.SEPARATOR, "."), (7, Tok.FIELD, "containerd"),
+          (17, Tok.SEPARATOR, "."), (18, Tok.FIELD, "io"),
+          (20, Tok.ILLEGAL, "/key==value"), (31, Tok.EOF, "")]),
         ('labels."containerd.io\nkey"==value',
-         [(0, _Tok.FIELD, "labels"), (6, _Tok.SEPARATOR, "."),
-          (7, _Tok.ILLEGAL, '"containerd.io\n'), (22, _Tok.FIELD, "key"),
-          (25, _Tok.ILLEGAL, '"==value'), (33, _Tok.EOF, "")]),
+         [(0, Tok.FIELD, "labels"), (6, Tok.SEPARATOR, "."),
+          (7, Tok.ILLEGAL, '"containerd.io\n'), (22, Tok.FIELD, "key"),
+          (25, Tok.ILLEGAL, '"==value'), (33, Tok.EOF, "")]),
         ("input~=|foo/bar|,id!=ff",
-         [(0, _Tok.FIELD, "input"), (5, _Tok.OPERATOR, "~="), (7, _Tok.QUOTED, "|foo/bar|"),
-          (16, _Tok.SEPARATOR, ","), (17, _Tok.FIELD, "id"), (19, _Tok.OPERATOR, "!="),
-          (21, _Tok.VALUE, "ff"), (23, _Tok.EOF, "")]),
+         [(0, Tok.FIELD, "input"), (5, Tok.OPERATOR, "~="), (7, Tok.QUOTED, "|foo/bar|"),
+          (16, Tok.SEPARATOR, ","), (17, Tok.FIELD, "id"), (19, Tok.OPERATOR, "!="),
+          (21, Tok.VALUE, "ff"), (23, Tok.EOF, "")]),
     ],
 )
-def test_scanner_tokens(text: str, tokens: list[tuple[int, _Tok, str]]) -> None:
-    scanner, seen = _Scanner(text), []
+def test_scanner_tokens(text: str, tokens: list[tuple[int, Tok, str]]) -> None:
+    scanner, seen = Scanner(text), []
     while True:
         seen.append(scanner.scan())
-        if seen[-1][1] is _Tok.EOF:
+        if seen[-1][1] is Tok.EOF:
             break
     assert seen == tokens
 
