@@ -15,7 +15,7 @@ from lamina.api.services import diff_pb2_grpc as pb_grpc
 from lamina.client import descriptors
 from lamina.client._transport import Connection
 from lamina.client.descriptors import Descriptor
-from lamina.client.snapshots import mounts_to_pb
+from lamina.core.mount_messages import mounts_to_pb
 from lamina.core.mounts import Mount
 
 

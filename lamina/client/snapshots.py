@@ -10,16 +10,16 @@ hands them out.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from lamina.api.services import snapshots_pb2 as pb
 from lamina.api.services import snapshots_pb2_grpc as pb_grpc
-from lamina.api.types import mount_pb2
 from lamina.client._convert import frozen, label_paths, when
 from lamina.client._transport import Connection
+from lamina.core.mount_messages import mounts_from_pb
 from lamina.core.mounts import Mount
 from lamina.core.timeutil import format_rfc3339, now
 
@@ -55,15 +55,6 @@ class Usage:
 def gc_root_label() -> dict[str, str]:
     """``containerd.io/gc.root`` = now (RFC 3339), as ``ctr snapshots prepare|commit`` set it."""
     return {GC_ROOT_LABEL: format_rfc3339(now(), timespec="seconds")}
-
-
-def mounts_from_pb(mounts: Iterable[mount_pb2.Mount]) -> tuple[Mount, ...]:
-    return tuple(Mount(type=m.type, source=m.source, target=m.target, options=tuple(m.options)) for m in mounts)
-
-
-def mounts_to_pb(mounts: Sequence[Mount]) -> list[mount_pb2.Mount]:
-    return [mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=list(m.options))
-            for m in mounts]
 
 
 def _info(message: pb.Info) -> SnapshotInfo:

@@ -24,7 +24,7 @@ from lamina.api.services import tasks_pb2_grpc as pb_grpc
 from lamina.api.types import cgroups_v1_pb2, cgroups_v2_pb2, task_pb2
 from lamina.client._convert import when
 from lamina.client._transport import Connection
-from lamina.client.snapshots import mounts_to_pb
+from lamina.core.mount_messages import mounts_to_pb
 from lamina.core.mounts import Mount
 
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"

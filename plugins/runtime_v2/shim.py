@@ -18,9 +18,9 @@ from google.protobuf import any_pb2, empty_pb2
 from google.protobuf.message import Message
 
 from lamina.api.runtime import task_pb2
-from lamina.api.types import mount_pb2
 from lamina.core.errors import NotFound, Unavailable
 from lamina.core.metadata.containers import AnyValue
+from lamina.core.mount_messages import mounts_to_pb
 from lamina.core.mounts import Mount
 from lamina.core.ttrpc import NAMESPACE_KEY, Client
 from lamina.plugins.runtime_v2.binary import Exit, ShimBinary
@@ -113,8 +113,7 @@ class ShimTask:
         request = task_pb2.CreateTaskRequest(
             id=self.id,
             bundle=self.bundle.path,
-            rootfs=[mount_pb2.Mount(type=m.type, source=m.source, target=m.target, options=list(m.options))
-                    for m in rootfs],
+            rootfs=mounts_to_pb(rootfs),
             stdin=io.stdin,
             stdout=io.stdout,
             stderr=io.stderr,

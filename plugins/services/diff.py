@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lamina.api.services import diff_pb2 as pb
-from lamina.api.types import descriptor_pb2, mount_pb2
+from lamina.api.types import descriptor_pb2
 from lamina.core import namespaces
 from lamina.core.errors import InvalidArgument, NotImplemented_
 from lamina.core.metadata.images import Descriptor
-from lamina.core.mounts import Mount
+from lamina.core.mount_messages import mounts_from_pb
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
@@ -27,10 +27,6 @@ from lamina.plugins.services import GRPC_PLUGIN
 @dataclass(kw_only=True)
 class DiffServiceConfig:
     default: list[str] = field(default_factory=lambda: ["walking"])  # differs, in order of preference
-
-
-def _mounts(messages: Sequence[mount_pb2.Mount]) -> list[Mount]:
-    return [Mount(type=m.type, source=m.source, target=m.target, options=tuple(m.options)) for m in messages]
 
 
 def _descriptor_pb(desc: Descriptor) -> descriptor_pb2.Descriptor:
@@ -49,7 +45,7 @@ class DiffService:
         ns = namespaces.required()
         d = request.diff
         desc = Descriptor(media_type=d.media_type, digest=d.digest, size=d.size, annotations=dict(d.annotations))
-        mounts = _mounts(request.mounts)
+        mounts = mounts_from_pb(request.mounts)
         for differ in self._differs:
             try:
                 applied = await differ.apply(ns, desc, mounts)
@@ -62,7 +58,7 @@ class DiffService:
         ns = namespaces.required()
         for differ in self._differs:
             try:
-                desc = await differ.compare(ns, _mounts(request.left), _mounts(request.right),
+                desc = await differ.compare(ns, mounts_from_pb(request.left), mounts_from_pb(request.right),
                                             media_type=request.media_type, ref=request.ref,
                                             labels=dict(request.labels), lease=namespaces.lease())
             except NotImplemented_:

@@ -8,18 +8,17 @@ after they succeed (View publishes nothing), and List streams batches of 100.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 from google.protobuf import empty_pb2
 
 from lamina.api.events import snapshot_pb2 as events_pb2
 from lamina.api.services import snapshots_pb2 as pb
-from lamina.api.types import mount_pb2
 from lamina.core import namespaces
 from lamina.core.errors import InvalidArgument
 from lamina.core.events import Exchange
 from lamina.core.metadata.snapshots import SnapshotStore
-from lamina.core.mounts import Mount
+from lamina.core.mount_messages import mounts_to_pb
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
@@ -29,10 +28,6 @@ from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE
 from lamina.snapshots.base import Info, Kind
 
 _LIST_BATCH = 100
-
-
-def _mounts_pb(mounts: Sequence[Mount]) -> list[mount_pb2.Mount]:
-    return [mount_pb2.Mount(type=m.type, source=m.source, options=list(m.options)) for m in mounts]
 
 
 def _info_pb(info: Info) -> pb.Info:
@@ -64,17 +59,17 @@ class SnapshotsService:
                                      lease=namespaces.lease())
         self._exchange.publish(ns, "/snapshot/prepare",
                                events_pb2.SnapshotPrepare(key=request.key, parent=request.parent))
-        return pb.PrepareSnapshotResponse(mounts=_mounts_pb(mounts))
+        return pb.PrepareSnapshotResponse(mounts=mounts_to_pb(mounts))
 
     async def View(self, request: pb.ViewSnapshotRequest, context: object) -> pb.ViewSnapshotResponse:  # noqa: N802
         store = self._store(request.snapshotter)
         mounts = await store.view(namespaces.required(), request.key, request.parent, dict(request.labels),
                                   lease=namespaces.lease())
-        return pb.ViewSnapshotResponse(mounts=_mounts_pb(mounts))
+        return pb.ViewSnapshotResponse(mounts=mounts_to_pb(mounts))
 
     async def Mounts(self, request: pb.MountsRequest, context: object) -> pb.MountsResponse:  # noqa: N802
         store = self._store(request.snapshotter)
-        return pb.MountsResponse(mounts=_mounts_pb(await store.mounts(namespaces.required(), request.key)))
+        return pb.MountsResponse(mounts=mounts_to_pb(await store.mounts(namespaces.required(), request.key)))
 
     async def Commit(self, request: pb.CommitSnapshotRequest, context: object) -> empty_pb2.Empty:  # noqa: N802
         store = self._store(request.snapshotter)

@@ -21,7 +21,7 @@ from lamina.core.errors import InvalidArgument, LaminaError, NotFound, NotImplem
 from lamina.core.identifiers import validate_identifier
 from lamina.core.log import get_logger
 from lamina.core.metadata.containers import AnyValue, ContainerStore
-from lamina.core.mounts import Mount
+from lamina.core.mount_messages import mounts_from_pb
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
@@ -86,8 +86,7 @@ class TasksService:
         _, pid = await self._tasks.create(
             namespace,
             container,
-            rootfs=[Mount(type=m.type, source=m.source, target=m.target, options=tuple(m.options))
-                    for m in request.rootfs],
+            rootfs=mounts_from_pb(request.rootfs),
             io=IO(stdin=request.stdin, stdout=request.stdout, stderr=request.stderr, terminal=request.terminal),
             options=_any(request.options, request.HasField("options")),
             runtime_path=request.runtime_path,
