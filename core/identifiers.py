@@ -7,7 +7,10 @@ refused by lamina as by containerd (``identifiers/validate.go``,
 
 from __future__ import annotations
 
+import base64
+import os
 import re
+import time
 from collections.abc import Mapping
 
 from lamina.core.errors import InvalidArgument
@@ -46,3 +49,8 @@ def validate_labels(labels: Mapping[str, str]) -> None:
             raise InvalidArgument(
                 f"label key and value greater than maximum size ({MAX_LABEL_SIZE} bytes), key: {key[:10]}"
             )
+
+
+def random_id() -> str:
+    """containerd's ``leases.WithRandomID``: ``<nanoseconds>-<4 url-safe base64 chars>``."""
+    return f"{time.time_ns() % 1_000_000_000}-{base64.urlsafe_b64encode(os.urandom(3)).decode()}"

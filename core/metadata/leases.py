@@ -20,9 +20,7 @@ The id is percent-quoted in ``leaseref`` keys because it may contain ``/``;
 
 from __future__ import annotations
 
-import base64
 import builtins
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +30,7 @@ from urllib.parse import quote
 from lamina.content import digest as digests
 from lamina.core import filters
 from lamina.core.errors import AlreadyExists, InvalidArgument, NotFound, NotImplemented_
-from lamina.core.identifiers import validate_labels
+from lamina.core.identifiers import random_id, validate_labels
 from lamina.core.metadata.db import Database, Txn
 from lamina.core.metadata.namespaces import ensure_namespace
 from lamina.core.timeutil import from_ns
@@ -116,11 +114,6 @@ def delete_lease_txn(txn: Txn, namespace: str, lease_id: str) -> bool:
 
 def _from_doc(lease_id: str, doc: Mapping[str, object]) -> Lease:
     return Lease(id=lease_id, created_at=from_ns(int(doc["created_at"])), labels=dict(doc["labels"]))  # type: ignore[arg-type, call-overload]
-
-
-def random_id() -> str:
-    """containerd's ``WithRandomID``: ``<nanoseconds>-<4 url-safe base64 chars>``."""
-    return f"{time.time_ns() % 1_000_000_000}-{base64.urlsafe_b64encode(os.urandom(3)).decode()}"
 
 
 class LeaseStore:

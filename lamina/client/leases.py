@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import os
-import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +11,7 @@ from lamina.api.services import leases_pb2 as pb
 from lamina.api.services import leases_pb2_grpc as pb_grpc
 from lamina.client._convert import frozen, when
 from lamina.client._transport import Connection, current_lease
+from lamina.core.identifiers import random_id
 from lamina.core.timeutil import format_rfc3339, now
 
 EXPIRE_LABEL = "containerd.io/gc.expire"
@@ -25,11 +23,6 @@ class Lease:
     id: str
     created_at: datetime | None
     labels: Mapping[str, str]
-
-
-def random_id() -> str:
-    """containerd's ``leases.WithRandomID``: nanoseconds, then 3 random bytes in base64."""
-    return f"{time.time_ns() % 1_000_000_000}-{base64.urlsafe_b64encode(os.urandom(3)).decode()}"
 
 
 def expire_label(after: timedelta) -> dict[str, str]:

@@ -19,11 +19,11 @@ from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from lamina.client.descriptors import Descriptor
-from lamina.client.leases import random_id
 from lamina.client.remotes import media
 from lamina.client.remotes.progress import UNPACKED, UNPACKING, Reporter, Status, ignore
 from lamina.client.snapshots import DEFAULT_SNAPSHOTTER
 from lamina.core.errors import AlreadyExists, FailedPrecondition, NotFound
+from lamina.core.identifiers import random_id
 
 if TYPE_CHECKING:
     from lamina.client.client import Client
