@@ -155,13 +155,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
-@pytest.fixture(scope="session")
-def daemon() -> Iterator[Daemon]:
-    """One laminad for the whole session; tests isolate themselves by namespace."""
+def own_daemon() -> Iterator[Daemon]:
+    """A laminad for one scope: the session's (tests isolate themselves by namespace), or a
+    module's own, declared there as ``daemon = pytest.fixture(scope="module", name="daemon")(own_daemon)``."""
     d = make_daemon()
     d.start()
     yield d
     finish(d)
+
+
+daemon = pytest.fixture(scope="session", name="daemon")(own_daemon)
 
 
 @pytest.fixture

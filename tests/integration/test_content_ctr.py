@@ -12,23 +12,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import grpc
 import pytest
 
 from lamina.api.services import content_pb2, content_pb2_grpc
-from tests.conftest import CTR, Daemon, Runner, collect_garbage, finish, make_daemon
+from tests.conftest import CTR, Daemon, Runner, collect_garbage, own_daemon
 
 MiB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    d = make_daemon()
-    d.start()
-    yield d
-    finish(d)
+daemon = pytest.fixture(scope="module", name="daemon")(own_daemon)
 
 
 def _random_file(path: str, size: int) -> str:

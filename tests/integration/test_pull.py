@@ -13,23 +13,17 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Daemon, Runner, finish, make_daemon
+from tests.conftest import Runner, own_daemon
 from tests.fixtures_registry import Proxy, Registry, push_layout, registry_fixture, with_digest  # noqa: F401
 from tests.images import Entry, busybox_entries, layer_tar, oci_archive
 
 BUSYBOX = "docker.io/library/busybox:latest"
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    d = make_daemon()
-    d.start()
-    yield d
-    finish(d)
+daemon = pytest.fixture(scope="module", name="daemon")(own_daemon)
 
 
 def _import_and_push(ctr: Runner, lamina: Runner, archive: str, ref: str) -> None:

@@ -7,12 +7,11 @@ import asyncio
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import Daemon, Runner, finish, make_daemon
+from tests.conftest import Daemon, Runner, own_daemon
 from tests.fixtures_registry import Registry, push_layout, registry_fixture  # noqa: F401
 from tests.images import Entry, busybox_entries, oci_archive
 
@@ -20,12 +19,7 @@ BUSYBOX = "docker.io/library/busybox:latest"
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    d = make_daemon()
-    d.start()
-    yield d
-    finish(d)
+daemon = pytest.fixture(scope="module", name="daemon")(own_daemon)
 
 
 def _remote_digest(registry: Registry, repository: str, reference: str) -> str:

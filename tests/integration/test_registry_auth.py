@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Daemon, Runner, finish, make_daemon
+from tests.conftest import Runner, own_daemon
 from tests.fixtures_registry import (  # noqa: F401 - fixtures
     PASSWORD,
     USER,
@@ -21,12 +20,7 @@ from tests.fixtures_registry import (  # noqa: F401 - fixtures
 BUSYBOX = "docker.io/library/busybox:latest"
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    d = make_daemon()
-    d.start()
-    yield d
-    finish(d)
+daemon = pytest.fixture(scope="module", name="daemon")(own_daemon)
 
 
 def _push(ctr: Runner, lamina: Runner, archive: str, ref: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, Runner, finish, make_daemon
+from tests.conftest import Runner, own_daemon
 from tests.fixtures_registry import Registry, drop_registry, make_registry
 
 BUSYBOX = "docker.io/library/busybox:latest"
@@ -69,12 +69,7 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRegist
     drop_registry(registry)
 
 
-@pytest.fixture(scope="module")
-def daemon() -> Iterator[Daemon]:
-    d = make_daemon()
-    d.start()
-    yield d
-    finish(d)
+daemon = pytest.fixture(scope="module", name="daemon")(own_daemon)
 
 
 def _hosts_dir(root: Path, host: str, toml: str) -> str:
