@@ -68,6 +68,10 @@ CODE_OK = 0
 CODE_CANCELLED = 1
 CODE_UNKNOWN = 2
 CODE_DEADLINE_EXCEEDED = 4
+# The gRPC transport's own failures (core/server.py), as grpc-go reports them.
+CODE_RESOURCE_EXHAUSTED = 8
+CODE_UNIMPLEMENTED = 12
+CODE_INTERNAL = 13
 
 _CODES: dict[type[LaminaError], int] = {
     InvalidArgument: 3,
@@ -75,7 +79,7 @@ _CODES: dict[type[LaminaError], int] = {
     AlreadyExists: 6,
     FailedPrecondition: 9,
     OutOfRange: 11,
-    NotImplemented_: 12,
+    NotImplemented_: CODE_UNIMPLEMENTED,
     Unavailable: 14,
 }
 _CLASSES: dict[int, type[LaminaError]] = {code: cls for cls, code in _CODES.items()}

@@ -31,7 +31,10 @@ from lamina.core import namespaces
 from lamina.core.config import GrpcConfig
 from lamina.core.errors import (
     CODE_DEADLINE_EXCEEDED,
+    CODE_INTERNAL,
     CODE_OK,
+    CODE_RESOURCE_EXHAUSTED,
+    CODE_UNIMPLEMENTED,
     CODE_UNKNOWN,
     LaminaError,
     status_code,
@@ -45,7 +48,6 @@ from lamina.core.sockets import claim_unix_socket
 
 log = get_logger()
 
-CODE_INTERNAL, CODE_UNIMPLEMENTED, CODE_RESOURCE_EXHAUSTED = 13, 12, 8
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
