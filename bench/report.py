@@ -173,7 +173,8 @@ def generated_section(result: Mapping[str, Any], metrics: Sequence[Metric]) -> s
              f"load average {result['machine']['load average at start']} at start, "
              f"{result['load_average_end']} at end).", ""]
     if _busy(result):
-        parts += ["**The machine was busy when the run began (load average above its core count): these numbers are noisy.**", ""]
+        parts += ["**The machine was busy when the run began (load average above its core count): "
+                  "these numbers are noisy.**", ""]
     parts += ["### Machine", "", markdown_table(["", "value"], list(result["machine"].items())), ""]
     parts += ["### Versions", "", markdown_table(["", "version"], list(result["versions"].items())), ""]
     body, notes = footnoted(rows(metrics))

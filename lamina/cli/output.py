@@ -70,24 +70,24 @@ def labels_text(labels: Mapping[str, str]) -> str:
     return ",".join(sorted(f"{k}={v}" for k, v in labels.items()))
 
 
+def _scaled(size: float, base: int, units: tuple[str, ...]) -> tuple[float, str]:
+    i = 0
+    while size >= base and i < len(units) - 1:
+        size /= base
+        i += 1
+    return size, units[i]
+
+
 def human_size(size: float) -> str:
     """docker/go-units ``HumanSize``: decimal units, 4 significant digits (``ctr content ls``)."""
-    units = ("B", "kB", "MB", "GB", "TB", "PB")
-    i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
-        i += 1
-    return f"{size:.4g}{units[i]}"
+    value, unit = _scaled(size, 1000, ("B", "kB", "MB", "GB", "TB", "PB"))
+    return f"{value:.4g}{unit}"
 
 
 def human_bytes(size: float) -> str:
     """containerd's ``progress.Bytes``: binary units, one decimal (``ctr images ls``)."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
-    i = 0
-    while size >= 1024 and i < len(units) - 1:
-        size /= 1024
-        i += 1
-    return f"{size:.1f} {units[i]}"
+    value, unit = _scaled(size, 1024, ("B", "KiB", "MiB", "GiB", "TiB", "PiB"))
+    return f"{value:.1f} {unit}"
 
 
 def human_duration(delta: timedelta) -> str:
