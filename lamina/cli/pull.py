@@ -36,7 +36,8 @@ def registry_options(command: F) -> F:
                      help="Registry credentials (asks for the password on a TTY when left out). "
                           "Default: those in ~/.docker/config.json."),
         click.option("--hosts-dir", metavar="DIR", default="",
-                     help="containerd-style hosts directory (DIR/<host>/hosts.toml) for mirrors and TLS."),
+                     help="containerd-style hosts directory for mirrors and TLS: DIR/<host>/hosts.toml, "
+                          "or Docker's certs.d files (ca.crt, client.cert/client.key)."),
         click.option("--platform", "platform_specs", multiple=True, metavar="OS/ARCH[/VARIANT]",
                      help="Only this platform's manifest (repeatable); default: this host's."),
     ]):

@@ -5,6 +5,8 @@ No daemon and no registry; kept beside the registry tests because they share the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lamina.client import platforms
@@ -55,8 +57,8 @@ def test_platforms() -> None:
         platforms.parse("linux//")
 
 
-def test_hosts_toml(tmp_path: object) -> None:
-    base = tmp_path / "127.0.0.1:5000"  # type: ignore[operator]
+def test_hosts_toml(tmp_path: Path) -> None:
+    base = tmp_path / "127.0.0.1:5000"
     base.mkdir()
     (base / "hosts.toml").write_text('''server = "http://127.0.0.1:5000"
 [host."http://127.0.0.1:6000"]
@@ -102,3 +104,24 @@ def test_mount_candidate_and_ref_keys() -> None:
     assert media.ref_key(media.OCI_INDEX, DIGEST) == f"index-{DIGEST}"
     assert media.ref_key("application/vnd.docker.image.rootfs.diff.tar.gzip", DIGEST) == f"layer-{DIGEST}"
     assert media.ref_key(media.DOCKER_CONFIG, DIGEST) == f"config-{DIGEST}"
+
+
+def test_host_directory_order_and_certs_d_layout(tmp_path: Path) -> None:
+    """containerd's lookup: ``host_port_``, then ``host:port``, then ``_default``; a directory
+    without hosts.toml is read as Docker's certs.d (``*.crt`` CAs, ``*.cert`` with its ``*.key``)."""
+    docker_style = tmp_path / "127.0.0.1_5000_"
+    docker_style.mkdir()
+    for name in ("ca.crt", "client.cert", "client.key", "lone.cert", "notes.txt"):
+        (docker_style / name).write_text("")
+    (tmp_path / "127.0.0.1:5000").mkdir()
+    (tmp_path / "127.0.0.1:5000" / "hosts.toml").write_text('server = "http://mirror.invalid"\n')
+    (tmp_path / "_default").mkdir()
+    (tmp_path / "_default" / "hosts.toml").write_text('server = "http://default.invalid"\n')
+
+    (host,) = hosts_for("127.0.0.1:5000", HostOptions(hosts_dir=str(tmp_path)))
+    assert host.base == "https://127.0.0.1:5000/v2"
+    assert host.ca == (str(docker_style / "ca.crt"),)
+    assert host.client_cert == ((str(docker_style / "client.cert"), str(docker_style / "client.key")),
+                                (str(docker_style / "lone.cert"), ""))
+    (other,) = hosts_for("example.com", HostOptions(hosts_dir=str(tmp_path)))
+    assert other.base == "http://default.invalid/v2"

@@ -114,6 +114,20 @@ def test_hosts_dir_ca(lamina: Runner, ctr: Runner, tls_registry: TLSRegistry, bu
     _pulled_and_runs(lamina, ctr, ref, f"{ns}-pull", "--hosts-dir", str(hosts))
 
 
+def test_docker_certs_d_layout(lamina: Runner, ctr: Runner, tls_registry: TLSRegistry, busybox_archive: str,
+                               ns: str, tmp_path: Path) -> None:
+    """Docker's ``certs.d/<host>_<port>_/ca.crt``, with no hosts.toml, is trusted as containerd trusts it."""
+    host = tls_registry.host
+    ref = f"{host}/{ns}/busybox:1"
+    certs_d = tmp_path / "certs.d"
+    docker_dir = certs_d / (host.replace(":", "_") + "_")
+    docker_dir.mkdir(parents=True)
+    shutil.copy(tls_registry.ca, docker_dir / "ca.crt")
+    ctr("images", "import", "--no-unpack", busybox_archive)
+    lamina("images", "push", "--hosts-dir", str(certs_d), ref, BUSYBOX)
+    _pulled_and_runs(lamina, ctr, ref, f"{ns}-pull", "--hosts-dir", str(certs_d))
+
+
 def test_untrusted_certificate_is_refused(lamina: Runner, ctr: Runner, tls_registry: TLSRegistry,
                                           busybox_archive: str, ns: str, tmp_path: Path) -> None:
     host = tls_registry.host

@@ -1,12 +1,15 @@
 """Which endpoints serve a registry host: defaults, ``--plain-http``, and ``hosts.toml`` mirrors.
 
-The directory layout is containerd's ``remotes/docker/config`` one:
-``<hosts-dir>/<host[:port]>/hosts.toml`` (falling back to
-``<hosts-dir>/_default/hosts.toml``) with an optional ``server`` and
-``[host."<url>"]`` tables carrying ``capabilities``, ``ca``, ``skip_verify``,
-``client`` certificates, ``header`` and ``override_path``.  Mirrors are tried
-in file order, the server last.  Relative ``ca`` and ``client`` paths are
-relative to the host's directory, as in containerd.
+The directory layout is containerd's ``remotes/docker/config`` one: the
+host's directory is the first of ``<hosts-dir>/<host>_<port>_``,
+``<hosts-dir>/<host[:port]>`` and ``<hosts-dir>/_default`` that exists.  Its
+``hosts.toml`` has an optional ``server`` and ``[host."<url>"]`` tables
+carrying ``capabilities``, ``ca``, ``skip_verify``, ``client`` certificates,
+``header`` and ``override_path``; mirrors are tried in file order, the
+server last, and relative ``ca`` and ``client`` paths are relative to the
+host's directory.  A directory without ``hosts.toml`` is read in Docker's
+``certs.d`` layout instead: ``*.crt`` files are CAs, and each ``*.cert`` is a
+client certificate whose key is the ``*.key`` of the same name.
 """
 
 from __future__ import annotations
@@ -90,27 +93,48 @@ def _entry(url: str, table: Mapping[str, Any], default_caps: frozenset[str], opt
     )
 
 
-def _config_file(hosts_dir: str, host: str) -> str | None:
-    for name in (host, host.replace(":", "_"), "_default"):
-        path = os.path.join(hosts_dir, name, "hosts.toml")
-        if os.path.exists(path):
+def _host_dir(hosts_dir: str, host: str) -> str | None:
+    """containerd's ``HostDirFromRoot``: ``host_port_`` first for a host with a port."""
+    names = [host, "_default"]
+    port = host.rfind(":")
+    if port > 0:
+        names.insert(0, f"{host[:port]}_{host[port + 1:]}_")
+    for name in names:
+        path = os.path.join(hosts_dir, name)
+        if os.path.isdir(path):
             return path
     return None
+
+
+def _cert_files(directory: str) -> dict[str, Any]:
+    """A host table from Docker's ``certs.d`` files (containerd's ``loadCertFiles``)."""
+    names = sorted(os.listdir(directory))
+    client = []
+    for name in names:
+        if name.endswith(".cert"):
+            key = name[: -len(".cert")] + ".key"
+            client.append([name, key if key in names else ""])
+    return {"ca": [n for n in names if n.endswith(".crt")], "client": client}
 
 
 def hosts_for(host: str, options: HostOptions) -> list[RegistryHost]:
     """The endpoints for registry ``host``, in the order to try them."""
     default_scheme = "http" if options.plain_http else "https"
     server_url = f"{default_scheme}://{DOCKER_HUB_API if host == DOCKER_HUB else host}"
-    path = _config_file(options.hosts_dir, host) if options.hosts_dir else None
-    if path is None:
+    base = _host_dir(options.hosts_dir, host) if options.hosts_dir else None
+    if base is None:
         return [_entry(server_url, {}, ALL_CAPABILITIES, options, host)]
+    path = os.path.join(base, "hosts.toml")
     try:
         with open(path, "rb") as f:
-            config = tomllib.load(f)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+            text = f.read()
+        config = tomllib.loads(text.decode())
+    except FileNotFoundError:
+        text = b""
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise InvalidArgument(f"{path}: {exc}") from exc
-    base = os.path.dirname(path)
+    if not text:
+        return [_entry(server_url, _cert_files(base), ALL_CAPABILITIES, options, base, base)]
     found = [_entry(url, table, frozenset({PULL, RESOLVE}), options, path, base)
              for url, table in (config.get("host") or {}).items()]
     server = config.get("server", server_url)
