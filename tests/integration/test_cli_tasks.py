@@ -9,7 +9,8 @@ import pytest
 
 from tests.conftest import Daemon, Runner
 from tests.integration.test_cli_run import fifos_of, image
-from tests.integration.test_runtime_support import needs_runc, wait_for
+from tests.integration.test_runtime_support import needs_runc
+from tests.waiting import eventually
 
 pytestmark = [needs_runc, pytest.mark.timeout(180)]
 __all__ = ["image"]
@@ -78,7 +79,7 @@ def test_create_start_and_attach(lamina: Runner, image: str, daemon: Daemon, ns:
     attached = subprocess.run(["lamina", "-a", daemon.address, "-n", ns, "tasks", "attach", "a1"],
                               input="hello\n", capture_output=True, text=True, timeout=60)
     assert attached.returncode == 6 and attached.stdout == "got hello\n"
-    wait_for(lambda: "a1" not in _rows(lamina), what="attach to delete the task")
+    eventually(lambda: "a1" not in _rows(lamina), what="attach to delete the task")
     lamina("containers", "rm", "a1")
     assert fifos_of("s1", "a1") == []
 

@@ -11,7 +11,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable
 
 import grpc
@@ -19,6 +18,7 @@ import pytest
 
 from lamina.api.services import content_pb2, content_pb2_grpc
 from tests.conftest import CTR, Daemon, Runner, collect_garbage, own_daemon
+from tests.waiting import eventually
 
 MiB = 1 << 20
 
@@ -70,19 +70,10 @@ def _feed_then_kill(argv: list[str], data_path: str, upto: int, ctr: Runner, ref
     with open(data_path, "rb") as f:
         proc.stdin.write(f.read(upto))
         proc.stdin.flush()
-    _wait_for(lambda: ref in _active(ctr) and _active(ctr)[ref] not in ("0B", "0"), "ingest to show progress")
+    eventually(lambda: ref in _active(ctr) and _active(ctr)[ref] not in ("0B", "0"), what="ingest to show progress")
     proc.kill()
     proc.wait()
     proc.stdin.close()
-
-
-def _wait_for(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_ingest_256mb_get_identical_ls_and_label(ctr: Runner, tmp_path: os.PathLike[str]) -> None:
@@ -105,7 +96,7 @@ def test_killed_client_ingest_resumes_at_its_offset(ctr: Runner, tmp_path: os.Pa
     dgst = _random_file(path, 32 * MiB)
     argv = [CTR, "--address", ctr.address, "--namespace", ctr.namespace, "content", "ingest", "resume-me"]
     _feed_then_kill(argv, path, 12 * MiB, ctr, "resume-me")
-    _wait_for(lambda: _active(ctr).get("resume-me") == "12.58MB", "the offset to settle at 12 MiB")
+    eventually(lambda: _active(ctr).get("resume-me") == "12.58MB", what="the offset to settle at 12 MiB")
     # A regular file on stdin is seekable, so ctr continues from the offset.
     _ingest(ctr, "resume-me", path)
     assert dgst in ctr("content", "ls", "-q").stdout.split()
@@ -133,7 +124,7 @@ def test_second_writer_on_a_ref_is_refused_as_locked(ctr: Runner, tmp_path: os.P
     try:
         first.stdin.write(b"x" * MiB)
         first.stdin.flush()
-        _wait_for(lambda: "busy" in _active(ctr), "the first ingest")
+        eventually(lambda: "busy" in _active(ctr), what="the first ingest")
         # ctr retries a locked ref until its context ends, so it may report the
         # deadline rather than the lock; the daemon's own answer is UNAVAILABLE.
         second = _ingest(ctr, "busy", path, check=False, timeout="3s")
@@ -185,7 +176,7 @@ def test_daemon_killed_during_ingest_resumes_after_restart(
     with open(path, "rb") as f:
         proc.stdin.write(f.read(6 * MiB))
         proc.stdin.flush()
-    _wait_for(lambda: _active(ctr).get("crashy") == "6.291MB", "6 MiB to land")
+    eventually(lambda: _active(ctr).get("crashy") == "6.291MB", what="6 MiB to land")
     d.stop(signal.SIGKILL)
     proc.kill()
     proc.wait()

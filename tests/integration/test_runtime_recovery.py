@@ -22,8 +22,8 @@ from tests.integration.test_runtime_support import (
     start_runc_daemon,
     stop_daemon,
     subscribed,
-    wait_for,
 )
+from tests.waiting import eventually
 
 pytestmark = [needs_runc, pytest.mark.timeout(180)]
 NS = "recovery"
@@ -84,7 +84,7 @@ def test_kill_9_restart_keeps_tasks_and_cleans_dead_shim(daemon_: Daemon) -> Non
 
     assert daemon_.stop(signal.SIGKILL) == -signal.SIGKILL
     os.kill(victim_shim, signal.SIGKILL)
-    wait_for(lambda: not _alive(victim_shim), what="the killed shim to go")
+    eventually(lambda: not _alive(victim_shim), what="the killed shim to go")
     assert all(_alive(p) for p in pids.values())  # r3's container outlives its shim for now
     daemon_.start()
 
@@ -94,7 +94,7 @@ def test_kill_9_restart_keeps_tasks_and_cleans_dead_shim(daemon_: Daemon) -> Non
     assert "r3" not in tasks or tasks["r3"][1] == "STOPPED"
     bundle = os.path.join(daemon_.state, "io.containerd.runtime.v2.task", NS, "r3")
     assert not os.path.exists(bundle)
-    wait_for(lambda: not _alive(pids["r3"]), what="the orphaned container to be removed")
+    eventually(lambda: not _alive(pids["r3"]), what="the orphaned container to be removed")
     assert not any(m.endswith("/r3/rootfs") for m in daemon_.mounts_below())
 
     with api(daemon_, NS) as client:
@@ -126,7 +126,7 @@ def test_sigterm_leaves_shims_running(daemon_: Daemon) -> None:
     assert _ctr_tasks(daemon_)["t1"] == (str(pids["t1"]), "RUNNING")
     with api(daemon_, NS) as client:
         client.remove("t1")
-    wait_for(lambda: not _alive(shim), what="the shim to exit after delete")
+    eventually(lambda: not _alive(shim), what="the shim to exit after delete")
 
 
 def test_shim_dying_under_a_live_daemon_publishes_exit(daemon_: Daemon) -> None:
@@ -142,6 +142,6 @@ def test_shim_dying_under_a_live_daemon_publishes_exit(daemon_: Daemon) -> None:
         with pytest.raises(grpc.RpcError) as err:
             client.get("d1")
         assert err.value.code() == grpc.StatusCode.NOT_FOUND
-        wait_for(lambda: not _alive(pids["d1"]), what="the container to be removed")
+        eventually(lambda: not _alive(pids["d1"]), what="the container to be removed")
         client.remove("d1")
     assert not os.path.exists(os.path.join(daemon_.state, "io.containerd.runtime.v2.task", NS, "d1"))

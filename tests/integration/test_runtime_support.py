@@ -21,7 +21,7 @@ import subprocess
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -252,14 +252,6 @@ def shim_pids(daemon: Daemon) -> list[int]:
         if any(b"containerd-shim" in a for a in argv[:2]) and daemon.address.encode() in argv:
             pids.append(int(entry))
     return pids
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def kill_shims(daemon: Daemon) -> None:

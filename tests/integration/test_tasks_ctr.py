@@ -10,7 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import CTR, Daemon
-from tests.integration.test_runtime_support import kill_shims, make_rootfs, needs_runc, runc_daemon, shim_pids, wait_for
+from tests.integration.test_runtime_support import kill_shims, make_rootfs, needs_runc, runc_daemon, shim_pids
+from tests.waiting import eventually
 
 pytestmark = [needs_runc, pytest.mark.timeout(120)]
 __all__ = ["runc_daemon"]
@@ -48,7 +49,7 @@ def test_ctr_detached_task_commands(runc_daemon: Daemon, ns: str) -> None:
         refused = _ctr(runc_daemon, ns, "task", "rm", "t3", check=False)
         assert refused.returncode != 0 and "must be stopped" in refused.stderr
         _ctr(runc_daemon, ns, "task", "kill", "-s", "SIGKILL", "t3")
-        wait_for(lambda: "STOPPED" in _ctr(runc_daemon, ns, "task", "ls").stdout, what="t3 to stop")
+        eventually(lambda: "STOPPED" in _ctr(runc_daemon, ns, "task", "ls").stdout, what="t3 to stop")
         _ctr(runc_daemon, ns, "task", "rm", "t3")
     finally:
         _ctr(runc_daemon, ns, "task", "rm", "-f", "t3", check=False)

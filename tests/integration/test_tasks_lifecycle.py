@@ -29,8 +29,8 @@ from tests.integration.test_runtime_support import (
     oci_spec,
     runc_daemon,
     subscribed,
-    wait_for,
 )
+from tests.waiting import eventually
 
 pytestmark = [needs_runc, pytest.mark.timeout(120)]
 __all__ = ["runc_daemon"]
@@ -93,7 +93,7 @@ def test_run_to_exit_code_and_output(client: Api, rootfs: str, tmp_path: Any) ->
             output.append(_read_all(reader))
             return b"hello from lamina\n" in b"".join(output)
 
-        wait_for(printed, what="the task's output")
+        eventually(printed, what="the task's output")
         deleted = client.delete("exit3")
         assert (deleted.pid, deleted.exit_status) == (created.pid, 3)
         with pytest.raises(grpc.RpcError) as failure:

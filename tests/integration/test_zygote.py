@@ -15,7 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import CTR, Daemon
-from tests.integration.test_runtime_support import shim_pids, wait_for
+from tests.integration.test_runtime_support import shim_pids
+from tests.waiting import eventually
 
 IMAGE = "docker.io/library/busybox:latest"
 NS = "zygote"
@@ -128,10 +129,10 @@ def test_ctr_run_goes_through_the_zygote(zdaemon: Daemon) -> None:
     assert "sleep 1000" in _ctr(d, "task", "exec", "--exec-id", "e1", "z2", "ps").stdout
 
     _ctr(d, "task", "kill", "-s", "SIGKILL", "z2")
-    wait_for(lambda: _task(d, "z2") == (task[0], "STOPPED"), what="z2 to stop")
+    eventually(lambda: _task(d, "z2") == (task[0], "STOPPED"), what="z2 to stop")
     _ctr(d, "task", "rm", "z2")
     _ctr(d, "c", "rm", "z2")
-    wait_for(lambda: not _alive(shim), what="the shim to exit")
+    eventually(lambda: not _alive(shim), what="the shim to exit")
     assert _zygotes(d) == zygotes, "the zygote serves every task"
 
 
@@ -143,21 +144,21 @@ def test_zygote_shim_survives_laminad_kill_9(zdaemon: Daemon) -> None:
     shim = _ppid(int(task[0]))
     assert _forked_pids(d)["k1"] == shim
     zygote = _zygotes(d)[0]
-    wait_for(lambda: len(_spares(d)) == 1, what="the zygote's next spare shim")
+    eventually(lambda: len(_spares(d)) == 1, what="the zygote's next spare shim")
     spare = _spares(d)[0]
     assert _ppid(spare) not in (zygote, d.process.pid)  # type: ignore[union-attr]
 
     assert d.stop(signal.SIGKILL) == -signal.SIGKILL
-    wait_for(lambda: not _alive(zygote), what="the zygote to exit with laminad")
-    wait_for(lambda: not _alive(spare), what="the spare shim to exit with laminad")
+    eventually(lambda: not _alive(zygote), what="the zygote to exit with laminad")
+    eventually(lambda: not _alive(spare), what="the spare shim to exit with laminad")
     assert _alive(shim) and _alive(int(task[0]))
 
     d.start()
     assert _task(d, "k1") == (task[0], "RUNNING")
     assert "sleep 1000" in _ctr(d, "task", "exec", "--exec-id", "after", "k1", "ps").stdout
     _ctr(d, "task", "kill", "-s", "SIGKILL", "k1")
-    wait_for(lambda: _task(d, "k1") == (task[0], "STOPPED"), what="k1 to stop")
+    eventually(lambda: _task(d, "k1") == (task[0], "STOPPED"), what="k1 to stop")
     _ctr(d, "task", "rm", "k1")
     _ctr(d, "c", "rm", "k1")
-    wait_for(lambda: not _alive(shim), what="the recovered shim to exit")
+    eventually(lambda: not _alive(shim), what="the recovered shim to exit")
     assert shim_pids(d) == []
