@@ -38,13 +38,17 @@ def hostdir() -> Iterator[str]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _import(ctr: Runner, tmp_path: object, extra: Sequence[Entry], replace: str = "") -> None:
-    """Import busybox with ``extra`` entries, the busybox entry ``replace`` dropped."""
+def escape_archive(directory: str, extra: Sequence[Entry], replace: str = "") -> str:
+    """An archive of busybox with ``extra`` entries, the busybox entry ``replace`` dropped."""
     entries = [e for e in busybox_entries() if e.path != replace]
-    path = os.path.join(str(tmp_path), "escape.tar")
+    path = os.path.join(directory, "escape.tar")
     with open(path, "wb") as f:
         f.write(oci_archive([[*entries, *extra]], IMAGE))
-    ctr("images", "import", path)
+    return path
+
+
+def _import(ctr: Runner, tmp_path: object, extra: Sequence[Entry], replace: str = "") -> None:
+    ctr("images", "import", escape_archive(str(tmp_path), extra, replace))
 
 
 def _assert_nothing_left(daemon: Daemon, ctr: Runner) -> None:
