@@ -16,7 +16,7 @@ lower holds copies that file up first, as overlayfs would.
 
 Hostile archives: every entry path is cleaned as if rooted ("../../x" and
 "/x" land on "<root>/x"), parent directories are resolved component by
-component inside the root (``diff.paths``), and files are created with
+component inside the root (``core.paths``), and files are created with
 O_EXCL|O_NOFOLLOW, so nothing is written outside ``root``.  Hard links whose
 target is not inside the tree and malformed whiteouts are refused.
 """
@@ -32,8 +32,8 @@ from typing import BinaryIO
 
 import structlog
 
+from lamina.core import paths
 from lamina.core.errors import InvalidArgument
-from lamina.diff import paths
 from lamina.diff import tarstream as ts
 from lamina.diff.copyup import copy_dir_info, copy_up
 from lamina.diff.reader import LayerReader

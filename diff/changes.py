@@ -22,8 +22,8 @@ import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from lamina.core import paths
 from lamina.core.errors import NotImplemented_
-from lamina.diff import paths
 
 _OVERLAY_XATTR_PREFIX = "trusted.overlay."
 # Host-side attributes that never travel in a layer.

@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Callable, Sequence
 
-from lamina.diff import paths
+from lamina.core import paths
 
 _OVERLAY_XATTR_PREFIX = "trusted.overlay."
 

@@ -36,8 +36,10 @@ from lamina.api.types import mount_pb2
 from lamina.api.types import task_pb2 as types
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, NotImplemented_
 from lamina.core.fsutil import atomic_write
+from lamina.core.mounts import Mount
 from lamina.core.ttrpc import Context, Method, Server
 from lamina.shim import cgroups
+from lamina.shim import rootfs as shim_rootfs
 from lamina.shim.events import Publisher, pack
 from lamina.shim.log import log
 from lamina.shim.process import Exec, Init, Process, Stdio
@@ -63,14 +65,9 @@ def timestamp(ns: int) -> Timestamp:
     return ts
 
 
-def should_kill_all_on_exit(bundle: str) -> bool:
+def should_kill_all_on_exit(spec: shim_rootfs.Spec) -> bool:
     """Without its own pid namespace, a container's other processes outlive
     init; containerd kills them when init exits (runc/util.go)."""
-    try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
-            spec = json.load(f)
-    except (OSError, ValueError):
-        return True
     for ns in (spec.get("linux") or {}).get("namespaces") or []:
         if ns.get("type") == "pid" and not ns.get("path"):
             return False
@@ -193,15 +190,9 @@ class TaskService:
         atomic_write(os.path.join(r.bundle, "options.json"), json.dumps(saved).encode(), 0o600, sync=False)
         atomic_write(os.path.join(r.bundle, "runtime"), opts.binary_name.encode(), 0o600, sync=False)
 
-        rootfs = ""
-        if r.rootfs:
-            from lamina.core.mount_ops import mount_all
-            from lamina.core.mounts import Mount
-
-            rootfs = os.path.join(r.bundle, "rootfs")
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(rootfs, 0o711)
-            mount_all([Mount(type=m.type, source=m.source, options=tuple(m.options)) for m in r.rootfs], rootfs)
+        spec = shim_rootfs.load_spec(r.bundle)
+        rootfs = shim_rootfs.prepare(
+            r.bundle, spec, [Mount(type=m.type, source=m.source, options=tuple(m.options)) for m in r.rootfs])
         runtime = Runtime(self.reaper, binary=opts.binary_name, bundle=r.bundle,
                           root=os.path.join(opts.root or DEFAULT_ROOT, self.namespace),
                           systemd_cgroup=opts.systemd_cgroup)
@@ -211,13 +202,9 @@ class TaskService:
         try:
             await init.create()
         except BaseException:
-            if rootfs:
-                from lamina.core.mount_ops import unmount_all
-
-                with contextlib.suppress(OSError):
-                    unmount_all(rootfs)
+            shim_rootfs.release(rootfs)
             raise
-        c = Container(r.id, r.bundle, init, should_kill_all_on_exit(r.bundle))
+        c = Container(r.id, r.bundle, init, should_kill_all_on_exit(spec))
         with contextlib.suppress(OSError, ValueError):
             c.cgroup = cgroups.Cgroup(init.pid)
         self.containers[r.id] = c

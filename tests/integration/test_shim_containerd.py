@@ -26,6 +26,10 @@ from dataclasses import dataclass
 import pytest
 
 from lamina.shim.start import socket_address
+from tests.images import Entry
+from tests.integration.test_rootfs_escape import IMAGE as ESCAPE_IMAGE
+from tests.integration.test_rootfs_escape import escape_archive
+from tests.waiting import eventually
 
 CTR = "/usr/bin/ctr"
 CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"
@@ -335,6 +339,23 @@ def test_run_with_terminal(containerd: Containerd) -> None:
     seen = _pty_session(argv, [(b"# ", b"echo hello-$((6*7))\n"), (b"hello-42", b"stty size; exit\n")])
     assert b"echo hello-$((6*7))" in seen  # typed input echoes back through the pty
     assert b"hello-42" in seen
+
+
+def test_rootfs_symlink_out_is_refused(containerd: Containerd, tmp_path: object) -> None:
+    """containerd 1.6 with its runc shim runs an image whose /dev leads to the host; lamina's shim refuses it."""
+    hostdir = tempfile.mkdtemp(prefix="lamina-host-", dir="/tmp")
+    try:
+        containerd.ctr("images", "import", escape_archive(str(tmp_path), [Entry(path="dev", symlink=hostdir)], "dev"))
+        result = containerd.ctr("run", "--runtime", LAMINA, "--rm", ESCAPE_IMAGE, "t8", "true", check=False)
+        assert os.listdir(hostdir) == []
+    finally:
+        shutil.rmtree(hostdir)
+    assert result.returncode != 0
+    assert f'rootfs path "/dev" is a symlink to "{hostdir}" outside the rootfs: failed precondition' in result.stderr
+    assert containerd.ctr("c", "ls", "-q").stdout.split() == []
+    eventually(lambda: containerd.shims() == [], what="the refused task's shim to exit")
+    assert not os.path.exists(f"{containerd.base}/state/io.containerd.runtime.v2.task/{NS}/t8")
+    containerd.ctr("images", "rm", ESCAPE_IMAGE)
 
 
 @pytest.fixture
