@@ -1,0 +1,62 @@
+"""Registers ``io.containerd.grpc.v1.cri``: both CRI services, on the daemon's own socket.
+
+Disable it as any plugin (``disabled_plugins = ["io.containerd.grpc.v1.cri"]``).
+It needs no other plugin's instance: it reaches images, content, snapshots
+and leases as a client of the daemon, in namespace ``k8s.io``; it only reads
+the snapshotter's root from that plugin's exports, for ImageFsInfo.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lamina.client import Client
+from lamina.core.registry import InitContext, Registration, Registry
+from lamina.core.server import Server
+from lamina.plugins import hookimpl
+from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE
+from lamina.plugins.cri.config import CriConfig
+from lamina.plugins.cri.image_manager import ClientImageManager
+from lamina.plugins.cri.image_service import ImageService
+from lamina.plugins.cri.runtime import Runtime
+from lamina.plugins.cri.runtime_service import RuntimeService
+from lamina.plugins.services import GRPC_PLUGIN
+from lamina.plugins.snapshotters import SNAPSHOTTER_PLUGIN
+
+
+class CriPlugin:
+    def __init__(self, runtime: RuntimeService, images: ImageService, manager: ClientImageManager) -> None:
+        self._runtime = runtime
+        self._images = images
+        self._manager = manager
+
+    def register(self, server: Server) -> None:
+        self._runtime.register(server)
+        self._images.register(server)
+
+    async def close(self) -> None:
+        await self._manager.close()
+
+
+def _snapshotter_root(ic: InitContext, name: str) -> str:
+    """The loaded snapshotter's exported root, else where it would be (then ImageFsInfo counts nothing)."""
+    for plugin in ic.plugins:
+        if (plugin.registration.type, plugin.registration.id) == (SNAPSHOTTER_PLUGIN, name) and plugin.error is None:
+            return plugin.meta.exports["root"]
+    return os.path.join(ic.daemon.root, f"{SNAPSHOTTER_PLUGIN}.{name}")
+
+
+def _init(ic: InitContext) -> CriPlugin:
+    config: CriConfig = ic.config or CriConfig()
+    snapshotter = config.containerd.snapshotter
+    manager = ClientImageManager(
+        Client(ic.daemon.address, K8S_NAMESPACE), snapshotter=snapshotter,
+        snapshotter_root=_snapshotter_root(ic, snapshotter), config_path=config.registry.config_path,
+    )
+    return CriPlugin(RuntimeService(Runtime(config)), ImageService(manager), manager)
+
+
+@hookimpl
+def lamina_register_plugins(registry: Registry) -> None:
+    registry.add(Registration(type=GRPC_PLUGIN, id=CRI_PLUGIN_ID, requires=(SNAPSHOTTER_PLUGIN,),
+                              config=CriConfig, init=_init))
