@@ -74,7 +74,7 @@ def version() -> None:
                f"RuntimeApiVersion:  {v.runtime_api_version}")
 
 
-@group.command()
+@group.command(epilog="\b\nExample:\n  lamina cri info | jq .status")
 def info() -> None:
     """Print the runtime's conditions (RuntimeReady, NetworkReady) and configuration, as JSON."""
     status = _cri(lambda cri: cri.status(verbose=True))
@@ -130,7 +130,7 @@ def images(quiet: bool, image: str) -> None:
     table(["IMAGE", "TAG", "IMAGE ID", "SIZE"], sorted(row for i in found for row in _rows(i)))
 
 
-@group.command()
+@group.command(epilog="\b\nExample:\n  lamina cri rmi 127.0.0.1:5000/busybox:latest")
 @click.argument("refs", nargs=-1, required=True)
 def rmi(refs: tuple[str, ...]) -> None:
     """Remove images by reference or id; prints each repo tag removed."""
@@ -150,7 +150,7 @@ def rmi(refs: tuple[str, ...]) -> None:
         click.echo(f"Deleted: {name}")
 
 
-@group.command()
+@group.command(epilog="\b\nExample:\n  lamina cri inspecti busybox")
 @click.argument("ref")
 def inspecti(ref: str) -> None:
     """Print an image's status and verbose info as JSON."""
@@ -162,7 +162,7 @@ def inspecti(ref: str) -> None:
     _echo_json({"status": _json(status.image), "info": _verbose(status.info)})
 
 
-@group.command()
+@group.command(epilog="\b\nExample:\n  lamina cri imagefsinfo")
 def imagefsinfo() -> None:
     """Print what the image filesystem (the snapshotter's root) uses, as JSON."""
     for usage in _cri(lambda cri: cri.image_fs_info(), images=True):
