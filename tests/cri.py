@@ -4,6 +4,8 @@ The client is grpcio over lamina's generated ``runtime.v1`` stubs, as the
 kubelet and ``crictl`` are gRPC clients of the same services.  The daemon's
 ``[cni] conf_dir`` and ``[registry] config_path`` live under its temp base,
 empty at start, so nothing of the machine's own CNI or registry set-up leaks in.
+Test modules import ``node_fixture`` and ``daemon_fixture``; pytest knows them
+as ``node`` and ``daemon``, one per module.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import grpc
+import pytest
 
 from lamina.api.services.cri import api_pb2_grpc
 from tests.conftest import Daemon, Runner, finish, make_daemon
@@ -37,7 +40,9 @@ class CriNode:
         return api_pb2_grpc.ImageServiceStub(self.channel)
 
 
-def cri_node() -> Iterator[CriNode]:
+@pytest.fixture(scope="module", name="node")
+def node_fixture() -> Iterator[CriNode]:
+    """A CRI node of the test module's own."""
     d = make_daemon()
     conf_dir, hosts_dir = f"{d.base}/net.d", f"{d.base}/certs.d"
     with open(f"{d.base}/config.toml", "w") as f:
@@ -51,6 +56,12 @@ def cri_node() -> Iterator[CriNode]:
     finally:
         channel.close()
         finish(d)
+
+
+@pytest.fixture(scope="module", name="daemon")
+def daemon_fixture(node: CriNode) -> Daemon:
+    """The node's laminad, for the ``ctr`` and ``lamina`` runner fixtures."""
+    return node.daemon
 
 
 def push_busybox(ctr: Runner, lamina: Runner, archive: str, ref: str, *user: str) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import json
 import subprocess
 import threading
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -14,22 +13,12 @@ import pytest
 from lamina import __version__
 from lamina.api.services.cri import api_pb2 as pb
 from lamina.api.services.cri import api_pb2_grpc
-from tests.conftest import Daemon, Runner
-from tests.cri import K8S, CriNode, cri_node, push_busybox
+from tests.conftest import Runner
+from tests.cri import K8S, CriNode, daemon_fixture, node_fixture, push_busybox  # noqa: F401 - fixtures
 from tests.fixtures_registry import PASSWORD, USER, Registry, htpasswd_registry_fixture, registry_fixture  # noqa: F401
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[CriNode]:
-    yield from cri_node()
-
-
-@pytest.fixture(scope="module")
-def daemon(node: CriNode) -> Daemon:
-    return node.daemon
 
 
 def _rpcs(node: CriNode) -> list[str]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from lamina.api.services.cri import api_pb2 as pb
-from tests.conftest import Daemon, Runner
-from tests.cri import K8S, CriNode, cri_node, push_busybox
+from tests.conftest import Runner
+from tests.cri import K8S, CriNode, daemon_fixture, node_fixture, push_busybox  # noqa: F401 - fixtures
 from tests.fixtures_registry import (  # noqa: F401 - fixtures
     PASSWORD,
     USER,
@@ -24,16 +23,6 @@ from tests.fixtures_registry import (  # noqa: F401 - fixtures
 )
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[CriNode]:
-    yield from cri_node()
-
-
-@pytest.fixture(scope="module")
-def daemon(node: CriNode) -> Daemon:
-    return node.daemon
 
 
 def _spec(ref: str) -> pb.ImageSpec:

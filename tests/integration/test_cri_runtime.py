@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 
 import grpc
 import pytest
@@ -12,8 +11,8 @@ import pytest
 import lamina
 from lamina.api.services.cri import api_pb2 as pb
 from lamina.api.services.cri import api_pb2_grpc
-from tests.conftest import Daemon, Runner
-from tests.cri import CRI, CriNode, cri_node
+from tests.conftest import Runner
+from tests.cri import CRI, CriNode, daemon_fixture, node_fixture  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -23,16 +22,6 @@ CONFLIST = {
                  "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.88.0.0/16"}]]}},
                 {"type": "portmap", "capabilities": {"portMappings": True}}],
 }
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[CriNode]:
-    yield from cri_node()
-
-
-@pytest.fixture(scope="module")
-def daemon(node: CriNode) -> Daemon:
-    return node.daemon
 
 
 def _conditions(node: CriNode) -> dict[str, pb.RuntimeCondition]:
