@@ -43,7 +43,7 @@ def _cri(work: Callable[[Cri], Awaitable[T]], *, images: bool = False) -> T:
 def _json(message: Message) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
-    return MessageToDict(message)
+    return dict(MessageToDict(message))
 
 
 def _echo_json(value: Any) -> None:

@@ -30,7 +30,7 @@ class Cri:
         return self._connection.stub(pb_grpc.ImageServiceStub)
 
     async def version(self) -> pb.VersionResponse:
-        return await self._runtime.Version(pb.VersionRequest(version=API_VERSION))  # type: ignore[no-any-return]
+        return await self._runtime.Version(pb.VersionRequest(version=API_VERSION))
 
     async def checked_version(self) -> pb.VersionResponse:
         """``Version``, refusing a runtime that does not speak CRI v1 (as crictl 1.26 does)."""
@@ -41,12 +41,12 @@ class Cri:
         return version
 
     async def status(self, verbose: bool = False) -> pb.StatusResponse:
-        return await self._runtime.Status(pb.StatusRequest(verbose=verbose))  # type: ignore[no-any-return]
+        return await self._runtime.Status(pb.StatusRequest(verbose=verbose))
 
     async def pull(self, image: str, auth: pb.AuthConfig | None = None) -> str:
         """Pull ``image``; returns the image id."""
         response = await self._images.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image), auth=auth))
-        return response.image_ref  # type: ignore[no-any-return]
+        return str(response.image_ref)
 
     async def images(self, image_filter: str = "") -> list[pb.Image]:
         request = pb.ListImagesRequest(filter=pb.ImageFilter(image=pb.ImageSpec(image=image_filter)))
@@ -54,7 +54,7 @@ class Cri:
 
     async def image_status(self, image: str, verbose: bool = False) -> pb.ImageStatusResponse:
         request = pb.ImageStatusRequest(image=pb.ImageSpec(image=image), verbose=verbose)
-        return await self._images.ImageStatus(request)  # type: ignore[no-any-return]
+        return await self._images.ImageStatus(request)
 
     async def remove_image(self, image: str) -> None:
         await self._images.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=image)))

@@ -42,7 +42,7 @@ def _snapshotter_root(ic: InitContext, name: str) -> str:
     """The loaded snapshotter's exported root, else where it would be (then ImageFsInfo counts nothing)."""
     for plugin in ic.plugins:
         if (plugin.registration.type, plugin.registration.id) == (SNAPSHOTTER_PLUGIN, name) and plugin.error is None:
-            return plugin.meta.exports["root"]
+            return str(plugin.meta.exports["root"])
     return os.path.join(ic.daemon.root, f"{SNAPSHOTTER_PLUGIN}.{name}")
 
 
