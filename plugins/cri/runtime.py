@@ -10,7 +10,6 @@ only writes a conflist from ``conf_template``, which lamina does not have).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import lamina
 from lamina.core.errors import FailedPrecondition
 from lamina.core.log import get_logger
 from lamina.plugins.cri import cni_config
-from lamina.plugins.cri.config import CriConfig
+from lamina.plugins.cri.config import CriConfig, to_json
 
 log = get_logger()
 
@@ -77,7 +76,7 @@ class Runtime:
         if not verbose:
             return RuntimeStatus(conditions=conditions, info=MappingProxyType({}))
         info = {
-            "config": json.dumps(dataclasses.asdict(self._config)),
+            "config": json.dumps(to_json(self._config)),
             "cniconfig": json.dumps([{"path": n.path, "name": n.name, "cniVersion": n.cni_version,
                                       "plugins": [dict(p) for p in n.plugins]} for n in networks]),
             "lastCNILoadStatus": load_status,

@@ -49,7 +49,7 @@ def test_version_and_info(lamina: Runner, node: CriNode) -> None:
     assert conditions["RuntimeReady"]["status"] is True
     assert conditions["NetworkReady"].get("status", False) is False
     assert conditions["NetworkReady"]["reason"] == "NetworkPluginNotReady"
-    assert info["config"]["cni"]["conf_dir"] == node.conf_dir
+    assert info["config"]["cni"]["confDir"] == node.conf_dir
 
 
 def test_image_commands(lamina: Runner, ctr: Runner, node: CriNode, registry: Registry, busybox_archive: str,

@@ -59,7 +59,7 @@ def test_network_ready_follows_the_conf_dir(node: CriNode) -> None:
         info = node.runtime.Status(pb.StatusRequest(verbose=True)).info
         assert info["lastCNILoadStatus"] == "OK"
         assert json.loads(info["cniconfig"])[0]["name"] == "lamina-test"
-        assert json.loads(info["config"])["cni"]["conf_dir"] == node.conf_dir
+        assert json.loads(info["config"])["cni"]["confDir"] == node.conf_dir
     finally:
         os.unlink(path)
     assert _conditions(node)["NetworkReady"].status is False

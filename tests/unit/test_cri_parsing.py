@@ -12,7 +12,7 @@ from lamina.client.remotes.hosts import HostOptions, hosts_for, is_localhost
 from lamina.core.config import from_table
 from lamina.core.errors import FailedPrecondition, InvalidArgument
 from lamina.plugins.cri import cni_config, references
-from lamina.plugins.cri.config import CriConfig
+from lamina.plugins.cri.config import CriConfig, to_json
 from lamina.plugins.cri.images import Auth
 from lamina.plugins.cri.registry_auth import credentials
 
@@ -89,5 +89,8 @@ def test_config_takes_containerd_key_names() -> None:
     assert (config.sandbox_image, config.cni.bin_dir, config.cni.conf_dir) == ("pause:offline", "/usr/lib/cni",
                                                                                "/etc/cni/net.d")
     assert config.registry.config_path == "/etc/lamina/certs.d" and config.containerd.snapshotter == "overlayfs"
+    shown = to_json(config)
+    assert shown["restrictOOMScoreAdj"] is True and shown["sandboxImage"] == "pause:offline"
+    assert shown["cni"]["binDir"] == "/usr/lib/cni" and shown["registry"]["configPath"] == "/etc/lamina/certs.d"
     with pytest.raises(InvalidArgument, match="cni.confdir"):
         from_table(CriConfig, {"cni": {"confdir": "/x"}})
