@@ -49,7 +49,7 @@ class _Config:
     document: dict[str, Any]
 
 
-def _user(config: dict[str, Any]) -> tuple[int | None, str]:
+def user_of(config: dict[str, Any]) -> tuple[int | None, str]:
     """``getUserFromImage``: ``User`` up to ``:``, numeric as a uid, else a name."""
     user = str((config.get("config") or {}).get("User") or "").split(":")[0]
     if not user:
@@ -117,7 +117,7 @@ class ClientImageManager:
         found = []
         for config, names in grouped.values():
             tags, digests = references.split(names)
-            uid, username = _user(config.document)
+            uid, username = user_of(config.document)
             found.append(CriImage(id=config.id, references=tuple(sorted(names)), repo_tags=tags,
                                   repo_digests=digests, size=config.size, uid=uid, username=username,
                                   chain_id=config.chain_id, config=config.document))

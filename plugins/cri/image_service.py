@@ -20,7 +20,7 @@ SERVICE = pb.DESCRIPTOR.services_by_name["ImageService"]
 
 def _to_pb(image: CriImage) -> pb.Image:
     message = pb.Image(id=image.id, repo_tags=image.repo_tags, repo_digests=image.repo_digests,
-                       size=image.size, username=image.username, spec=pb.ImageSpec(image=image.id))
+                       size=image.size, username=image.username)
     if image.uid is not None:
         message.uid.value = image.uid
     return message

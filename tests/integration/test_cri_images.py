@@ -61,7 +61,7 @@ def test_pull_list_status_remove(node: CriNode, ctr: Runner, lamina: Runner, reg
 
     (listed,) = [i for i in node.images.ListImages(pb.ListImagesRequest()).images if i.id == image_id]
     assert list(listed.repo_tags) == [ref] and list(listed.repo_digests) == [repo_digest]
-    assert listed.size > 0 and listed.spec.image == image_id
+    assert listed.size > 0 and not listed.HasField("spec")  # containerd 1.6 leaves it unset
     assert not listed.HasField("uid") and listed.username == ""
     filtered = node.images.ListImages(pb.ListImagesRequest(filter=pb.ImageFilter(image=_spec(ref)))).images
     assert [i.id for i in filtered] == [image_id]

@@ -13,6 +13,7 @@ from lamina.core.config import from_table
 from lamina.core.errors import FailedPrecondition, InvalidArgument
 from lamina.plugins.cri import cni_config, references
 from lamina.plugins.cri.config import CriConfig, to_json
+from lamina.plugins.cri.image_manager import user_of
 from lamina.plugins.cri.images import Auth
 from lamina.plugins.cri.registry_auth import credentials
 
@@ -94,3 +95,11 @@ def test_config_takes_containerd_key_names() -> None:
     assert shown["cni"]["binDir"] == "/usr/lib/cni" and shown["registry"]["configPath"] == "/etc/lamina/certs.d"
     with pytest.raises(InvalidArgument, match="cni.confdir"):
         from_table(CriConfig, {"cni": {"confdir": "/x"}})
+
+
+@pytest.mark.parametrize(("user", "expected"), [
+    (None, (None, "")), ("", (None, "")), ("1000", (1000, "")), ("1000:50", (1000, "")),
+    ("nobody", (None, "nobody")), ("nobody:nogroup", (None, "nobody")),
+])
+def test_image_user_as_get_user_from_image(user: str | None, expected: tuple[int | None, str]) -> None:
+    assert user_of({"config": {"User": user}} if user is not None else {}) == expected
