@@ -38,7 +38,8 @@ def repo_digest(named: Reference, manifest_digest: str) -> str:
 
 
 def split(references: list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Repo tags and repo digests among image record names (ids and unparsable names are neither)."""
+    """Repo tags and repo digests among image record names (``parseImageReferences``: ids, untagged
+    and unparsable names are neither)."""
     tags: list[str] = []
     digests: list[str] = []
     for ref in references:
@@ -48,5 +49,8 @@ def split(references: list[str] | tuple[str, ...]) -> tuple[tuple[str, ...], tup
             named = normalise(ref)
         except InvalidArgument:
             continue
-        (digests if named.digest else tags).append(str(named))
+        if named.digest:
+            digests.append(str(named))
+        elif ":" in ref.rpartition("/")[2]:  # a name without a tag is neither (ParseAnyReference)
+            tags.append(str(named))
     return tuple(sorted(set(tags))), tuple(sorted(set(digests)))

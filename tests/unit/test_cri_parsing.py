@@ -46,8 +46,10 @@ def test_references() -> None:
     assert references.is_image_id(digest) and not references.is_image_id("sha256:abc")
     assert references.is_id_prefix("abc123") and references.is_id_prefix("sha256:ab")
     assert not references.is_id_prefix("busybox")
-    tags, digests = references.split([digest, "busybox", f"r.io/x@{digest}", "docker.io/library/busybox:latest"])
-    assert tags == ("docker.io/library/busybox:latest",) and digests == (f"r.io/x@{digest}",)
+    tags, digests = references.split([digest, "busybox", "busybox:1", f"r.io/x@{digest}",
+                                      "docker.io/library/busybox:latest", "Bad Name:1"])
+    assert tags == ("docker.io/library/busybox:1", "docker.io/library/busybox:latest")
+    assert digests == (f"r.io/x@{digest}",)
 
 
 def test_loopback_registries_are_plain_http_only_when_asked() -> None:
