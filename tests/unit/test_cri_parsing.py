@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,3 +107,13 @@ def test_config_takes_containerd_key_names() -> None:
 ])
 def test_image_user_as_get_user_from_image(user: str | None, expected: tuple[int | None, str]) -> None:
     assert user_of({"config": {"User": user}} if user is not None else {}) == expected
+
+
+def test_loading_the_builtin_plugins_leaves_the_client_unimported() -> None:
+    """The CRI plugin reaches the daemon through lamina's client, but only once asked for images."""
+    code = ("import importlib, sys\n"
+            "from lamina.plugins.builtins import BUILTIN_MODULES\n"
+            "for m in BUILTIN_MODULES: importlib.import_module(m)\n"
+            "leaked = [m for m in ('grpc', 'httpx', 'lamina.client') if m in sys.modules]\n"
+            "assert not leaked, leaked\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/tmp", timeout=60)
