@@ -19,4 +19,5 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "lamina.plugins.services.snapshots",
     "lamina.plugins.differ",
     "lamina.plugins.services.diff",
+    "lamina.plugins.cri.plugin",
 )

@@ -13,7 +13,20 @@ import traceback
 
 import click
 
-from lamina.cli import containers, content, events, images, leases, namespaces, plugins, run, snapshots, tasks, version
+from lamina.cli import (
+    containers,
+    content,
+    cri,
+    events,
+    images,
+    leases,
+    namespaces,
+    plugins,
+    run,
+    snapshots,
+    tasks,
+    version,
+)
 from lamina.cli.groups import Group
 from lamina.cli.session import settings
 
@@ -51,7 +64,8 @@ def completion(shell: str) -> None:
     click.echo(completer(cli, {}, "lamina", "_LAMINA_COMPLETE").source())
 
 
-for _module in (version, namespaces, plugins, events, content, images, leases, containers, tasks, snapshots, run):
+for _module in (version, namespaces, plugins, events, content, images, leases, containers, tasks, snapshots, run,
+                cri):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -78,10 +78,11 @@ def _scaled(size: float, base: int, units: tuple[str, ...]) -> tuple[float, str]
     return size, units[i]
 
 
-def human_size(size: float) -> str:
-    """docker/go-units ``HumanSize``: decimal units, 4 significant digits (``ctr content ls``)."""
+def human_size(size: float, precision: int = 4) -> str:
+    """docker/go-units ``HumanSizeWithPrecision``: decimal units, 4 significant digits as ``ctr content ls``
+    prints them (``crictl images`` uses 3)."""
     value, unit = _scaled(size, 1000, ("B", "kB", "MB", "GB", "TB", "PB"))
-    return f"{value:.4g}{unit}"
+    return f"{value:.{precision}g}{unit}"
 
 
 def human_bytes(size: float) -> str:

@@ -45,15 +45,20 @@ def registry_options(command: F) -> F:
     return command
 
 
+def user_and_secret(user: str) -> tuple[str, str]:
+    """``USER[:PASSWORD]``; the password is asked for on a TTY when left out."""
+    name, sep, secret = user.partition(":")
+    if not sep and sys.stdin.isatty():
+        secret = getpass.getpass("Password: ")
+    return name, secret
+
+
 def make_session(plain_http: bool, skip_verify: bool, user: str | None, hosts_dir: str,
                  tlscacert: str | None = None) -> Session:
     from lamina.client.remotes import Authorizer, HostOptions, Session, docker_config_credentials, static_credentials
 
     if user:
-        name, sep, secret = user.partition(":")
-        if not sep and sys.stdin.isatty():
-            secret = getpass.getpass("Password: ")
-        credentials = static_credentials(name, secret)
+        credentials = static_credentials(*user_and_secret(user))
     else:
         credentials = docker_config_credentials()
     options = HostOptions(plain_http=plain_http, skip_verify=skip_verify, hosts_dir=hosts_dir,

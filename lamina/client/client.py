@@ -18,6 +18,7 @@ from lamina.client import events, introspection, version
 from lamina.client._transport import Connection
 from lamina.client.containers import Containers
 from lamina.client.content import Content
+from lamina.client.cri import Cri
 from lamina.client.diff import Diff
 from lamina.client.events import Event
 from lamina.client.images import Images
@@ -46,6 +47,7 @@ class Client:
         self.tasks = Tasks(self._connection)
         self.snapshots = Snapshots(self._connection)
         self.diff = Diff(self._connection)
+        self.cri = Cri(self._connection)  # the Kubernetes CRI (runtime.v1), served on the same socket
 
     @property
     def address(self) -> str:

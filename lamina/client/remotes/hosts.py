@@ -9,11 +9,14 @@ carrying ``capabilities``, ``ca``, ``skip_verify``, ``client`` certificates,
 server last, and relative ``ca`` and ``client`` paths are relative to the
 host's directory.  A directory without ``hosts.toml`` is read in Docker's
 ``certs.d`` layout instead: ``*.crt`` files are CAs, and each ``*.cert`` is a
-client certificate whose key is the ``*.key`` of the same name.
+client certificate whose key is the ``*.key`` of the same name.  Several
+hosts roots may be given, ``:``-separated, as the CRI's ``[registry]
+config_path``; the first holding a directory for the host wins.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -53,6 +56,9 @@ class HostOptions:
     skip_verify: bool = False
     hosts_dir: str = ""
     ca: tuple[str, ...] = ()  # CA files trusted for every host, besides the system's and hosts.toml's
+    # containerd's ConfigureHosts with no DefaultScheme, as the CRI resolver uses it: a loopback
+    # registry without a hosts.toml is spoken to over plain HTTP (remotes/docker/config/hosts.go)
+    localhost_plain_http: bool = False
 
 
 def _list(value: Any) -> tuple[str, ...]:
@@ -94,16 +100,32 @@ def _entry(url: str, table: Mapping[str, Any], default_caps: frozenset[str], opt
 
 
 def _host_dir(hosts_dir: str, host: str) -> str | None:
-    """containerd's ``HostDirFromRoot``: ``host_port_`` first for a host with a port."""
+    """containerd's ``HostDirFromRoot`` per root: ``host_port_`` first for a host with a port."""
     names = [host, "_default"]
     port = host.rfind(":")
     if port > 0:
         names.insert(0, f"{host[:port]}_{host[port + 1:]}_")
-    for name in names:
-        path = os.path.join(hosts_dir, name)
-        if os.path.isdir(path):
-            return path
+    for root in filter(None, hosts_dir.split(os.pathsep)):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.isdir(path):
+                return path
     return None
+
+
+def is_localhost(host: str) -> bool:
+    """``docker.IsLocalhost``: ``localhost`` or a loopback address, with or without a port."""
+    name = host
+    if host.startswith("["):
+        name = host[1:host.find("]")]
+    elif host.count(":") == 1:
+        name = host.partition(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _cert_files(directory: str) -> dict[str, Any]:
@@ -119,7 +141,8 @@ def _cert_files(directory: str) -> dict[str, Any]:
 
 def hosts_for(host: str, options: HostOptions) -> list[RegistryHost]:
     """The endpoints for registry ``host``, in the order to try them."""
-    default_scheme = "http" if options.plain_http else "https"
+    plain = options.plain_http or (options.localhost_plain_http and is_localhost(host))
+    default_scheme = "http" if plain else "https"
     server_url = f"{default_scheme}://{DOCKER_HUB_API if host == DOCKER_HUB else host}"
     base = _host_dir(options.hosts_dir, host) if options.hosts_dir else None
     if base is None:
