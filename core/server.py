@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -44,7 +44,6 @@ from lamina.core.h2 import Connection
 from lamina.core.h2_frames import DATA, END_HEADERS, END_STREAM, HEADERS, StreamReset, frame
 from lamina.core.h2_stream import Stream
 from lamina.core.log import get_logger
-from lamina.core.sockets import claim_unix_socket
 
 log = get_logger()
 
@@ -99,6 +98,7 @@ class Method:
     handler: Callable[..., Any] | None  # None: the servicer does not implement it
     client_streaming: bool
     server_streaming: bool
+    waits: bool  # it only waits for something to happen: stopping ends it at once
 
 
 class CallContext:
@@ -141,8 +141,12 @@ class Server:
         self._services: set[str] = set()
         self._connections: set[Connection] = set()
         self._listener: asyncio.AbstractServer | None = None
+        self._socket: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we bound
 
-    def add_service(self, service: ServiceDescriptor, servicer: object) -> None:
+    def add_service(self, service: ServiceDescriptor, servicer: object, *, waits: Collection[str] = ()) -> None:
+        """Serve ``servicer``'s methods; ``waits`` names those that only wait for something
+        to happen (Tasks.Wait, Events.Subscribe): ``stop`` ends them at once, as containerd's
+        hard stop ends every call, instead of holding the daemon for the grace period."""
         self._services.add(service.full_name)
         for method in service.methods:
             self._methods[f"/{service.full_name}/{method.name}"] = Method(
@@ -150,13 +154,16 @@ class Server:
                 handler=getattr(servicer, method.name, None),
                 client_streaming=method.client_streaming,
                 server_streaming=method.server_streaming,
+                waits=method.name in waits,
             )
 
     async def start(self) -> None:
+        """Listen on the configured address, which the caller has claimed (``core/sockets.py``)."""
         path = self._config.address
-        claim_unix_socket(path)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_unix_server(self._connection, path)
+        st = os.lstat(path)
+        self._socket = (st.st_dev, st.st_ino)
         os.chmod(path, 0o660)
         os.chown(path, self._config.uid, self._config.gid)
 
@@ -170,20 +177,43 @@ class Server:
 
         Clients see GOAWAY first (streams they open after it are refused, so
         they retry them elsewhere), and a call cut off by the close ends
-        UNAVAILABLE for them, as when containerd stops.
+        UNAVAILABLE for them, as when containerd stops.  Calls that only wait
+        are cut off at once, so an idle daemon stops at once.  The socket file
+        is removed only if it is still the one ``start`` bound.
         """
         if self._listener is not None:
             self._listener.close()
         for conn in self._connections:
             conn.go_away()
-        tasks = [s.task for c in self._connections for s in c.streams.values() if s.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
+        working: list[asyncio.Task[None]] = []
+        for conn in self._connections:
+            for stream in conn.streams.values():
+                if stream.task is None:
+                    continue
+                method = self._methods.get(stream.headers.get(":path", ""))
+                if method is not None and method.waits:
+                    stream.task.cancel()
+                else:
+                    working.append(stream.task)
+        if working:
+            _, pending = await asyncio.wait(working, timeout=grace)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        tasks = [s.task for c in self._connections for s in c.streams.values() if s.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
         for conn in list(self._connections):
             conn.close()
+        self._remove_socket()
+
+    def _remove_socket(self) -> None:
+        bound, self._socket = self._socket, None
+        path = self._config.address
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if bound == (st.st_dev, st.st_ino):
+            os.unlink(path)
 
     # -- calls ---------------------------------------------------------------
 
