@@ -35,8 +35,8 @@ from lamina.core.errors import (
     CODE_OK,
     CODE_RESOURCE_EXHAUSTED,
     CODE_UNIMPLEMENTED,
-    CODE_UNKNOWN,
-    LaminaError,
+    code_name,
+    expected,
     status_code,
     status_message,
 )
@@ -256,14 +256,12 @@ class Server:
         except asyncio.CancelledError:
             if not context.expired:
                 raise  # the client reset the stream, or the server is stopping and closes the connection
-            self._finish(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
+            self._fail(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
         except CallError as exc:
-            self._finish(stream, sent_headers, exc.code, str(exc))
+            self._fail(stream, sent_headers, exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in one place
-            code = status_code(exc)
-            if code == CODE_UNKNOWN and not isinstance(exc, LaminaError):
-                log.error("request failed", error=str(exc), exc_info=exc)
-            self._finish(stream, sent_headers, code, status_message(exc))
+            self._fail(stream, sent_headers, status_code(exc), status_message(exc),
+                       None if expected(exc) else exc)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -285,6 +283,15 @@ class Server:
         context.expired = True
         if stream.task is not None:
             stream.task.cancel()
+
+    def _fail(self, stream: Stream, sent_headers: bool, code: int, message: str,
+              unexpected: Exception | None = None) -> None:
+        """Answer a failed call, logging it once: one line, with a traceback (never
+        frame locals, ``core/log.py``) only for a failure nobody foresaw."""
+        log.error("request failed", rpc=stream.headers.get(":path", ""),
+                  namespace=stream.headers.get(namespaces.NAMESPACE_KEY, ""),
+                  code=code_name(code), message=message, exc_info=unexpected)
+        self._finish(stream, sent_headers, code, message)
 
     def _finish(self, stream: Stream, sent_headers: bool, code: int, message: str) -> None:
         block = _status_block(code, message) if code else _TRAILERS_OK
