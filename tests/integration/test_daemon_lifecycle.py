@@ -82,6 +82,13 @@ def test_sockets_of_a_killed_daemon_are_reclaimed(fresh_daemon: Callable[..., Da
     assert _answers(d)
 
 
+def test_a_daemon_stopped_as_soon_as_it_answers_stops_at_once(fresh_daemon: Callable[..., Daemon]) -> None:
+    """The shim zygote may still be importing then: it is killed, not waited for."""
+    d = fresh_daemon()
+    _stop_within(d, IDLE_STOP_SECONDS)
+    assert "Traceback" not in d.log()
+
+
 @pytest.fixture
 def subscription(fresh_daemon: Callable[..., Daemon]) -> Iterator[tuple[Daemon, subprocess.Popen[str]]]:
     """A fresh daemon with a live ``ctr events`` subscription open on it."""
