@@ -3,8 +3,9 @@
 ``<root>/ingest/<hex sha256 of ref>/`` holds ``ref`` (the ref itself),
 ``data`` (the bytes so far; its size is the offset), ``startedat`` and
 ``updatedat`` (RFC 3339 text, as Go's ``time.MarshalText``) and, when known,
-``total``.  ``updatedat`` is written only when a writer closes, so the data
-file's mtime wins when it is newer.  Small files are replaced atomically.
+``total``.  ``updatedat`` is written only when a writer closes, which first sets
+the data file's mtime to the last write; after a crash the mtime wins when
+it is newer.  Small files are replaced atomically.
 """
 
 from __future__ import annotations

@@ -219,6 +219,11 @@ class LocalWriter:
         try:
             try:
                 f.flush()
+                # The buffered bytes reached the file just now: give it the time of
+                # the last write back, or a reopened ingest would report the close
+                # as its update (containerd's content testsuite checkResumeWriter).
+                stamp = timeutil.to_ns(self._updated_at)
+                os.utime(self._fd, ns=(stamp, stamp))
                 os.fsync(self._fd)
             finally:
                 f.close()  # closes the descriptor even when the flush failed

@@ -1,9 +1,9 @@
 """laminad: configuration, plugin start-up, serving, and orderly shutdown.
 
 On SIGTERM or SIGINT the daemon stops accepting calls, lets the ones in
-flight finish (event subscriptions are ended at once, so shutdown is quick),
-closes plugins in reverse init order (LMDB last), removes its socket and
-exits 0.
+flight finish (calls that only wait, such as event subscriptions and
+Tasks.Wait, are ended at once, so an idle daemon stops at once), closes
+plugins in reverse init order (LMDB last), removes its socket and exits 0.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ from lamina.core import log as logmod
 from lamina.core.errors import LaminaError
 from lamina.core.events import Exchange
 from lamina.core.registry import DaemonContext, PluginSet, Registry, check_required
+from lamina.core.rootlock import lock_root
 from lamina.core.server import Server
+from lamina.core.sockets import claim_unix_socket
+from lamina.core.ttrpc.client import socket_path
 from lamina.plugins.manager import load_registry
 from lamina.plugins.services import GRPC_PLUGIN
 
@@ -82,8 +85,24 @@ async def _close_plugins(plugins: PluginSet) -> None:
 
 
 async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
-    for path in (config.root, config.state):
-        os.makedirs(path, mode=0o711, exist_ok=True)
+    """Run the daemon until SIGTERM or SIGINT.
+
+    The root's lock comes first and the addresses next, before any plugin
+    opens a store: a second laminad on the same root or a live daemon's
+    address is refused having changed nothing, and never removes a socket
+    it did not create.  A socket left by a killed daemon is reclaimed.
+    """
+    root_lock = lock_root(config.root)
+    try:
+        os.makedirs(config.state, mode=0o711, exist_ok=True)
+        claim_unix_socket(config.grpc.address, "address")
+        claim_unix_socket(socket_path(config.ttrpc_address), "ttrpc address")
+        await _serve_locked(config, registry)
+    finally:
+        os.close(root_lock)
+
+
+async def _serve_locked(config: configmod.DaemonConfig, registry: Registry) -> None:
     exchange = Exchange()
     daemon = DaemonContext(
         root=config.root,
@@ -97,9 +116,9 @@ async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
         disabled=frozenset(config.disabled_plugins),
         daemon=daemon,
     )
+    server = Server(config.grpc)
     try:
         check_required(plugins, config.required_plugins)
-        server = Server(config.grpc)
         services = plugins.instances(GRPC_PLUGIN)
         for service in services.values():
             service.register(server)
@@ -120,14 +139,10 @@ async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
         log.info("laminad stopping")
+    finally:
         exchange.close()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
-    finally:
         await _close_plugins(plugins)
-        try:
-            os.unlink(config.grpc.address)
-        except FileNotFoundError:
-            pass
     log.info("laminad stopped")
 
 

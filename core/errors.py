@@ -10,6 +10,8 @@ suffix when they wrap errors again.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 
 
 class LaminaError(Exception):
@@ -84,6 +86,18 @@ _CODES: dict[type[LaminaError], int] = {
 }
 _CLASSES: dict[int, type[LaminaError]] = {code: cls for cls, code in _CODES.items()}
 
+# OS errors that a request's own content causes (a layer entry's name longer
+# than NAME_MAX, a value the kernel rejects): the caller's fault, so reported
+# as containerd reports bad input, not as UNKNOWN.
+_OS_CODES = {errno.ENAMETOOLONG: 3, errno.EINVAL: 3}
+
+# grpc-go's names of the codes (codes.Code.String()), for log lines.
+_CODE_NAMES = (
+    "OK", "Canceled", "Unknown", "InvalidArgument", "DeadlineExceeded", "NotFound", "AlreadyExists",
+    "PermissionDenied", "ResourceExhausted", "FailedPrecondition", "Aborted", "OutOfRange",
+    "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated",
+)
+
 
 def status_code(exc: BaseException) -> int:
     """The gRPC status code (as an int) that ``exc`` is reported with."""
@@ -91,10 +105,26 @@ def status_code(exc: BaseException) -> int:
         return CODE_DEADLINE_EXCEEDED
     if isinstance(exc, asyncio.CancelledError):
         return CODE_CANCELLED
+    if isinstance(exc, OSError):
+        return _OS_CODES.get(exc.errno or 0, CODE_UNKNOWN)
     for cls in type(exc).__mro__:
         if cls in _CODES:
             return _CODES[cls]  # type: ignore[index]
     return CODE_UNKNOWN
+
+
+def code_name(code: int) -> str:
+    """``NotFound`` for 5: how containerd's logs and Go clients name a code."""
+    return _CODE_NAMES[code] if 0 <= code < len(_CODE_NAMES) else f"Code({code})"
+
+
+def expected(exc: BaseException) -> bool:
+    """Whether a failure is one lamina reports by design (its own errors, OS errors
+    with a known cause, deadlines, cancellation): logged without a traceback.
+    Anything else is a bug or an unforeseen case, logged with one."""
+    if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+        return exc.errno in _OS_CODES or exc.errno == errno.ENOSPC
+    return isinstance(exc, LaminaError | TimeoutError | asyncio.CancelledError)
 
 
 def status_message(exc: BaseException) -> str:
@@ -103,7 +133,21 @@ def status_message(exc: BaseException) -> str:
         return str(exc) or "context deadline exceeded"
     if isinstance(exc, asyncio.CancelledError):
         return str(exc) or "context canceled"
+    if isinstance(exc, OSError) and exc.errno:
+        return _os_message(exc)
     return str(exc) or type(exc).__name__
+
+
+def _os_message(exc: OSError) -> str:
+    """Go's words for a failed system call: ``<path>: no space left on device``.
+
+    Python's ``[Errno 28] No space left on device: '/x'`` would reach clients
+    as it is; Go clients and people expect the syscall error's own text.
+    """
+    text = os.strerror(exc.errno or 0)
+    text = text[:1].lower() + text[1:]
+    paths = " ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    return f"{paths}: {text}" if paths else text
 
 
 def from_status(code: int, message: str) -> LaminaError:

@@ -44,8 +44,21 @@ def _level_number(level: str) -> int:
     return logging.getLevelName(aliases.get(level, level).upper())
 
 
+def _exceptions_without_locals() -> structlog.typing.Processor:
+    """``exception`` as structured frames (file, line, function), never frame locals.
+
+    structlog's ``dict_tracebacks`` shows every frame's locals: request specs,
+    environment values and credentials would reach the log, and one error
+    line could run to kilobytes.  The console renderer gets the plain
+    traceback for the same reason (rich's, its default when rich is
+    imported first, shows locals too).
+    """
+    transform = structlog.tracebacks.ExceptionDictTransformer(show_locals=False, use_rich=False)
+    return structlog.processors.ExceptionRenderer(transform)
+
+
 def configure(level: str = "info", fmt: str = "", stream: TextIO | None = None) -> None:
-    """Set up structlog: JSON when asked or when stderr is not a TTY."""
+    """Set up structlog: JSON when asked or when stderr is not a TTY; tracebacks without locals."""
     out = stream or sys.stderr
     as_json = fmt == "json" or (fmt != "text" and not out.isatty())
     processors: list[structlog.typing.Processor] = [
@@ -54,9 +67,10 @@ def configure(level: str = "info", fmt: str = "", stream: TextIO | None = None) 
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if as_json:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        processors += [_exceptions_without_locals(), structlog.processors.JSONRenderer()]
     else:
-        processors.append(structlog.dev.ConsoleRenderer(colors=out.isatty()))
+        processors.append(structlog.dev.ConsoleRenderer(colors=out.isatty(),
+                                                        exception_formatter=structlog.dev.plain_traceback))
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),

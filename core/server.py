@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -35,8 +35,8 @@ from lamina.core.errors import (
     CODE_OK,
     CODE_RESOURCE_EXHAUSTED,
     CODE_UNIMPLEMENTED,
-    CODE_UNKNOWN,
-    LaminaError,
+    code_name,
+    expected,
     status_code,
     status_message,
 )
@@ -44,7 +44,6 @@ from lamina.core.h2 import Connection
 from lamina.core.h2_frames import DATA, END_HEADERS, END_STREAM, HEADERS, StreamReset, frame
 from lamina.core.h2_stream import Stream
 from lamina.core.log import get_logger
-from lamina.core.sockets import claim_unix_socket
 
 log = get_logger()
 
@@ -99,6 +98,7 @@ class Method:
     handler: Callable[..., Any] | None  # None: the servicer does not implement it
     client_streaming: bool
     server_streaming: bool
+    waits: bool  # it only waits for something to happen: stopping ends it at once
 
 
 class CallContext:
@@ -141,8 +141,12 @@ class Server:
         self._services: set[str] = set()
         self._connections: set[Connection] = set()
         self._listener: asyncio.AbstractServer | None = None
+        self._socket: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we bound
 
-    def add_service(self, service: ServiceDescriptor, servicer: object) -> None:
+    def add_service(self, service: ServiceDescriptor, servicer: object, *, waits: Collection[str] = ()) -> None:
+        """Serve ``servicer``'s methods; ``waits`` names those that only wait for something
+        to happen (Tasks.Wait, Events.Subscribe): ``stop`` ends them at once, as containerd's
+        hard stop ends every call, instead of holding the daemon for the grace period."""
         self._services.add(service.full_name)
         for method in service.methods:
             self._methods[f"/{service.full_name}/{method.name}"] = Method(
@@ -150,13 +154,16 @@ class Server:
                 handler=getattr(servicer, method.name, None),
                 client_streaming=method.client_streaming,
                 server_streaming=method.server_streaming,
+                waits=method.name in waits,
             )
 
     async def start(self) -> None:
+        """Listen on the configured address, which the caller has claimed (``core/sockets.py``)."""
         path = self._config.address
-        claim_unix_socket(path)
         loop = asyncio.get_running_loop()
         self._listener = await loop.create_unix_server(self._connection, path)
+        st = os.lstat(path)
+        self._socket = (st.st_dev, st.st_ino)
         os.chmod(path, 0o660)
         os.chown(path, self._config.uid, self._config.gid)
 
@@ -170,20 +177,43 @@ class Server:
 
         Clients see GOAWAY first (streams they open after it are refused, so
         they retry them elsewhere), and a call cut off by the close ends
-        UNAVAILABLE for them, as when containerd stops.
+        UNAVAILABLE for them, as when containerd stops.  Calls that only wait
+        are cut off at once, so an idle daemon stops at once.  The socket file
+        is removed only if it is still the one ``start`` bound.
         """
         if self._listener is not None:
             self._listener.close()
         for conn in self._connections:
             conn.go_away()
-        tasks = [s.task for c in self._connections for s in c.streams.values() if s.task is not None]
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace)
+        working: list[asyncio.Task[None]] = []
+        for conn in self._connections:
+            for stream in conn.streams.values():
+                if stream.task is None:
+                    continue
+                method = self._methods.get(stream.headers.get(":path", ""))
+                if method is not None and method.waits:
+                    stream.task.cancel()
+                else:
+                    working.append(stream.task)
+        if working:
+            _, pending = await asyncio.wait(working, timeout=grace)
             for task in pending:
                 task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        tasks = [s.task for c in self._connections for s in c.streams.values() if s.task is not None]
+        await asyncio.gather(*tasks, return_exceptions=True)
         for conn in list(self._connections):
             conn.close()
+        self._remove_socket()
+
+    def _remove_socket(self) -> None:
+        bound, self._socket = self._socket, None
+        path = self._config.address
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if bound == (st.st_dev, st.st_ino):
+            os.unlink(path)
 
     # -- calls ---------------------------------------------------------------
 
@@ -226,14 +256,12 @@ class Server:
         except asyncio.CancelledError:
             if not context.expired:
                 raise  # the client reset the stream, or the server is stopping and closes the connection
-            self._finish(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
+            self._fail(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
         except CallError as exc:
-            self._finish(stream, sent_headers, exc.code, str(exc))
+            self._fail(stream, sent_headers, exc.code, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in one place
-            code = status_code(exc)
-            if code == CODE_UNKNOWN and not isinstance(exc, LaminaError):
-                log.error("request failed", error=str(exc), exc_info=exc)
-            self._finish(stream, sent_headers, code, status_message(exc))
+            self._fail(stream, sent_headers, status_code(exc), status_message(exc),
+                       None if expected(exc) else exc)
         finally:
             if timer is not None:
                 timer.cancel()
@@ -255,6 +283,15 @@ class Server:
         context.expired = True
         if stream.task is not None:
             stream.task.cancel()
+
+    def _fail(self, stream: Stream, sent_headers: bool, code: int, message: str,
+              unexpected: Exception | None = None) -> None:
+        """Answer a failed call, logging it once: one line, with a traceback (never
+        frame locals, ``core/log.py``) only for a failure nobody foresaw."""
+        log.error("request failed", rpc=stream.headers.get(":path", ""),
+                  namespace=stream.headers.get(namespaces.NAMESPACE_KEY, ""),
+                  code=code_name(code), message=message, exc_info=unexpected)
+        self._finish(stream, sent_headers, code, message)
 
     def _finish(self, stream: Stream, sent_headers: bool, code: int, message: str) -> None:
         block = _status_block(code, message) if code else _TRAILERS_OK

@@ -1,8 +1,10 @@
 """Claiming a unix socket path for a daemon listener.
 
-A socket file left by a killed daemon is removed; one that a live daemon
-still serves is refused, so a second laminad never steals the first one's
-address (gRPC or the ttrpc events endpoint).
+A socket file that nobody answers on (its daemon was killed) is removed; one
+that a live daemon still serves is refused and left alone, so a second
+laminad never steals or deletes the first one's address (gRPC or the ttrpc
+events endpoint).  Only a refused connection proves the socket dead: a
+timeout or a full backlog means someone is there.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 import socket
 import stat
 
-from lamina.core.errors import InvalidArgument
+from lamina.core.errors import Conflict, InvalidArgument
+
+_PROBE_TIMEOUT = 1.0
 
 
 def claim_unix_socket(path: str, what: str = "address") -> None:
@@ -24,10 +28,13 @@ def claim_unix_socket(path: str, what: str = "address") -> None:
     if not stat.S_ISSOCK(mode):
         raise InvalidArgument(f"{what} {path!r} exists and is not a socket")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(_PROBE_TIMEOUT)
         try:
             probe.connect(path)
-        except OSError:
+        except (ConnectionRefusedError, FileNotFoundError):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
             return
-    raise InvalidArgument(f"{what} {path!r} is in use by another daemon")
+        except OSError:
+            pass  # the listener is there but busy
+    raise Conflict(f"{what} {path!r} is in use by another daemon")

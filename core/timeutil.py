@@ -26,8 +26,11 @@ def from_ns(ns: int) -> datetime:
 
 
 def to_ns(t: datetime) -> int:
-    """The inverse of :func:`from_ns`, for ``os.utime(ns=...)`` and the LMDB records."""
-    return int(t.timestamp() * 1e9)
+    """The inverse of :func:`from_ns`, for ``os.utime(ns=...)`` and the LMDB records.
+
+    Exact (whole microseconds), so a time stored this way reads back equal.
+    """
+    return to_us(t) * 1000
 
 
 def to_us(t: datetime) -> int:

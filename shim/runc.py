@@ -15,14 +15,22 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 
-from lamina.core.errors import NotFound
+from lamina.core.errors import LaminaError, NotFound
 from lamina.shim.reaper import Reaper
 
 DEFAULT_ROOT = "/run/containerd/runc"
 
 
-class RuntimeError_(Exception):  # noqa: N801 - not the builtin
-    """The runtime command failed; ``str()`` is its own explanation."""
+class RuntimeError_(LaminaError):  # noqa: N801 - not the builtin
+    """The runtime command failed; ``str()`` is its own explanation.
+
+    Reported UNKNOWN, as containerd reports runc's failures, but as a lamina
+    error: the user's command or spec caused it, so it is logged without a
+    traceback.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message=message)
 
 
 class Runtime:

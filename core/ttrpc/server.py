@@ -6,8 +6,9 @@ be out of order); a connection that goes away cancels its unfinished
 requests; unknown services and methods answer UNIMPLEMENTED ("service X" /
 "method Y"); requests with even stream ids or undecodable bodies answer
 INVALID_ARGUMENT and oversized ones RESOURCE_EXHAUSTED, keeping the
-connection open.  A lamina error becomes ``status_code(exc)`` + ``str(exc)``;
-anything else becomes UNKNOWN and is logged once with its traceback.
+connection open.  A failure becomes ``status_code(exc)`` + ``status_message(exc)``
+(``core/errors.py``, as the gRPC server maps it); one nobody foresaw is
+logged once with its traceback.
 
 A service is a plain object with async methods, registered with the mapping
 from method name to ``Method(request_type, handler)``::
@@ -32,7 +33,8 @@ from lamina.api import ttrpc_pb2
 from lamina.core.errors import (
     AlreadyExists,
     InvalidArgument,
-    LaminaError,
+    code_name,
+    expected,
     status_code,
     status_message,
 )
@@ -180,17 +182,18 @@ class Server:
             async with asyncio.timeout_at(deadline):
                 response = await method.handler(request, ctx)
             return 0, "", response.SerializeToString()
-        except (LaminaError, TimeoutError) as exc:
-            log.debug("ttrpc: request failed", rpc=rpc, error=str(exc))
-            return status_code(exc), status_message(exc), b""
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise
             return status_code(exc), status_message(exc), b""
-        except Exception as exc:
-            log.exception("ttrpc: request failed", rpc=rpc)
-            return status_code(exc), status_message(exc), b""
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a status, as in core/server.py
+            code, message = status_code(exc), status_message(exc)
+            if expected(exc):  # the caller maps and logs it again at its own edge
+                log.debug("ttrpc: request failed", rpc=rpc, code=code_name(code), message=message)
+            else:
+                log.exception("ttrpc: request failed", rpc=rpc, code=code_name(code), message=message)
+            return code, message, b""
 
     def _resolve(self, service: str, method: str) -> Method:
         methods = self._services.get(service)

@@ -1,9 +1,8 @@
 """Event subscription (``containerd.services.events.v1``).
 
-Payloads are decoded to dicts with protobuf's ``json_format`` when their type
-is one lamina knows (every ``containerd.events.*`` message), keeping the
-proto field names as ``ctr events`` prints them; unknown types keep only the
-raw bytes.
+Payloads are decoded to dicts (``payloads.decode``) when their type is one
+lamina knows, keeping the proto field names as ``ctr events`` prints them;
+unknown types keep only the raw bytes.
 """
 
 from __future__ import annotations
@@ -13,13 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import descriptor_pool, json_format, message_factory
-
-# Importing the payload modules registers their messages in the default pool.
-from lamina.api.events import container_pb2, content_pb2, image_pb2, namespace_pb2, snapshot_pb2, task_pb2  # noqa: F401
 from lamina.api.services import events_pb2 as pb
 from lamina.api.services import events_pb2_grpc as pb_grpc
 from lamina.client._transport import Connection
+from lamina.client.payloads import decode
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,17 +26,6 @@ class Event:
     type_url: str
     payload: Mapping[str, Any] | None  # None when the type is unknown
     value: bytes
-
-
-def decode(type_url: str, value: bytes) -> dict[str, Any] | None:
-    """The payload as a dict, or None when its message type is not known here."""
-    name = type_url.rsplit("/", 1)[-1]
-    try:
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(name)
-    except KeyError:
-        return None
-    message = message_factory.GetMessageClass(descriptor).FromString(value)
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def _from_pb(envelope: pb.Envelope) -> Event:

@@ -17,22 +17,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from google.protobuf import any_pb2, json_format
+from google.protobuf import any_pb2
 
 from lamina.api.services import tasks_pb2 as pb
 from lamina.api.services import tasks_pb2_grpc as pb_grpc
-from lamina.api.types import cgroups_v1_pb2, cgroups_v2_pb2, task_pb2
+from lamina.api.types import task_pb2
 from lamina.client._convert import when
 from lamina.client._transport import Connection
+from lamina.client.payloads import decode
 from lamina.core.mount_messages import mounts_to_pb
 from lamina.core.mounts import Mount
 
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 RESOURCES_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
-_METRICS_TYPES: dict[str, Any] = {
-    "io.containerd.cgroups.v1.Metrics": cgroups_v1_pb2.Metrics,
-    "io.containerd.cgroups.v2.Metrics": cgroups_v2_pb2.Metrics,
-}
 
 
 class Status(StrEnum):
@@ -94,21 +91,13 @@ def _process(message: task_pb2.Process) -> Process:
 
 
 def _metric(message: Any) -> Metric:
-    data: Mapping[str, Any] = {}
-    kind = _METRICS_TYPES.get(message.data.type_url)
-    if kind is not None:
-        decoded = kind()
-        decoded.ParseFromString(message.data.value)
-        data = json_format.MessageToDict(decoded, preserving_proto_field_name=True)
+    data = decode(message.data.type_url, message.data.value) or {}
     return Metric(id=message.id, timestamp=when(message, "timestamp"), type_url=message.data.type_url, data=data)
 
 
 def _info(value: any_pb2.Any) -> Mapping[str, Any] | None:
-    """A process's ``info`` Any as a dict, when its type is one protobuf knows (runc's ProcessDetails is not)."""
-    try:
-        return json_format.MessageToDict(value)
-    except (TypeError, KeyError, json_format.Error):
-        return None
+    """A process's ``info`` Any as a dict (runc's ProcessDetails), when its type is one lamina knows."""
+    return decode(value.type_url, value.value)
 
 
 class Tasks:

@@ -12,7 +12,6 @@ from google.protobuf import empty_pb2
 
 from lamina.api.runtime import shim_events_pb2 as pb
 from lamina.core.events import Envelope, Exchange
-from lamina.core.sockets import claim_unix_socket
 from lamina.core.ttrpc import Context, Method, Server
 from lamina.core.ttrpc.client import socket_path
 
@@ -39,9 +38,8 @@ class EventsEndpoint:
         return empty_pb2.Empty()
 
     async def start(self, address: str) -> None:
-        path = socket_path(address)
-        claim_unix_socket(path, "ttrpc address")
-        await self._server.start(path)
+        """Listen on ``address``, which laminad has claimed (``core/sockets.py``)."""
+        await self._server.start(socket_path(address))
 
     async def close(self) -> None:
         await self._server.close()

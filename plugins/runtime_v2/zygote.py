@@ -120,10 +120,15 @@ class Zygote:
     async def _stop(self) -> None:
         control, process, ready = self._control, self._process, self._ready
         self._control = self._process = self._ready = None
+        serving = ready is not None and ready.done() and not ready.cancelled() and ready.result()
         if ready is not None and ready is not asyncio.current_task():
             ready.cancel()
         if control is not None:
             control.close()  # end of file: the zygote exits
+        if process is not None and not serving:
+            # Still importing (or failed): it has forked no shim, and would see
+            # the end of file only once ready, holding laminad's stop for that long.
+            process.kill()
         if process is not None:
             try:
                 await asyncio.to_thread(process.wait, 5.0)

@@ -41,7 +41,7 @@ class EventsService:
         self._exchange = exchange
 
     def register(self, server: Server) -> None:
-        server.add_service(pb.DESCRIPTOR.services_by_name["Events"], self)
+        server.add_service(pb.DESCRIPTOR.services_by_name["Events"], self, waits={"Subscribe"})
 
     async def Publish(self, request: pb.PublishRequest, context: object) -> empty_pb2.Empty:  # noqa: N802
         self._exchange.publish_raw(namespaces.required(), request.topic, request.event.type_url, request.event.value)

@@ -25,7 +25,7 @@ class HealthService:
         self._serving = asyncio.Event()
 
     def register(self, server: Server) -> None:
-        server.add_service(health_pb2.DESCRIPTOR.services_by_name["Health"], self)
+        server.add_service(health_pb2.DESCRIPTOR.services_by_name["Health"], self, waits={"Watch"})
 
     async def serving(self) -> None:
         self._serving.set()

@@ -71,7 +71,7 @@ class TasksService:
         self._containers = containers
 
     def register(self, server: Server) -> None:
-        server.add_service(pb.DESCRIPTOR.services_by_name["Tasks"], self)
+        server.add_service(pb.DESCRIPTOR.services_by_name["Tasks"], self, waits={"Wait"})
 
     def _task(self, container_id: str) -> ShimTask:
         namespace = namespaces.required()

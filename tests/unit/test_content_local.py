@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from lamina.content.local import LocalStore
+from lamina.core import timeutil
 from lamina.core.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -24,6 +25,7 @@ from lamina.core.errors import (
     OutOfRange,
     Unavailable,
 )
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -333,3 +335,24 @@ def test_concurrent_writers_on_distinct_refs(store: LocalStore) -> None:
         )
     assert digests == [sha256(b) for b in blobs]
     assert sorted(i.digest for i in store.walk()) == sorted(digests)
+
+
+def test_resumed_ingest_reports_its_last_write_not_its_reopening(store: LocalStore) -> None:
+    """containerd's content testsuite checkResumeWriter: updated_at stays within the first write."""
+    data = os.urandom(256)
+    pre_start = timeutil.now()
+    with store.writer("resume", total=len(data)) as w:
+        post_start = pre_update = timeutil.now()
+        w.write(data[:128], 0)
+        post_update = timeutil.now()
+        # Let the clock pass the write: the buffered bytes reach the file only at close.
+        eventually(lambda: timeutil.now() > post_update, what="the clock to move on")
+    with store.writer("resume", total=len(data)) as w:
+        st = w.status()
+        assert pre_start <= st.started_at <= post_start
+        assert pre_update <= st.updated_at <= post_update, (st.updated_at, pre_update, post_update)
+        pre_update = timeutil.now()
+        w.write(data[128:], 128)
+        post_update = timeutil.now()
+        assert pre_update <= w.status().updated_at <= post_update
+        w.commit(len(data), sha256(data))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lamina.core import errors
@@ -35,3 +37,30 @@ def test_deadline_and_cancellation_map_to_their_codes_with_gos_words() -> None:
     assert errors.status_code(asyncio.CancelledError()) == errors.CODE_CANCELLED
     assert errors.status_message(asyncio.CancelledError()) == "context canceled"
     assert errors.status_message(errors.NotFound("x")) == "x: not found"
+
+
+def test_a_name_too_long_is_the_callers_invalid_argument(tmp_path: Path) -> None:
+    """A layer entry or key longer than NAME_MAX: the real kernel's ENAMETOOLONG, reported as bad input."""
+    name = "n" * 300
+    with pytest.raises(OSError) as raised:
+        open(tmp_path / name, "w")  # noqa: SIM115
+    exc = raised.value
+    assert errors.status_code(exc) == 3
+    assert errors.status_message(exc) == f"{tmp_path / name}: file name too long"
+    assert errors.expected(exc)
+    assert isinstance(errors.from_status(3, errors.status_message(exc)), errors.InvalidArgument)
+
+
+def test_os_errors_speak_gos_words() -> None:
+    import errno
+
+    full = OSError(errno.ENOSPC, "No space left on device", "/var/lib/lamina/x")
+    assert errors.status_code(full) == errors.CODE_UNKNOWN
+    assert errors.status_message(full) == "/var/lib/lamina/x: no space left on device"
+    assert errors.expected(full)
+    assert errors.status_code(OSError(errno.EINVAL, "Invalid argument")) == 3
+    assert errors.status_message(OSError(errno.EINVAL, "Invalid argument")) == "invalid argument"
+    assert not errors.expected(OSError(errno.EIO, "Input/output error"))
+    assert not errors.expected(KeyError("bug"))
+    assert errors.expected(errors.NotFound("x")) and errors.expected(TimeoutError())
+    assert errors.code_name(5) == "NotFound" and errors.code_name(2) == "Unknown"

@@ -133,11 +133,17 @@ class EchoService:
     async def boom(self, req: task_pb2.StateRequest, ctx: Context) -> task_pb2.StateResponse:
         raise RuntimeError("kaboom")
 
+    async def long_name(self, req: task_pb2.StateRequest, ctx: Context) -> task_pb2.StateResponse:
+        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
+            open(os.path.join(tmp, req.id), "w")  # noqa: SIM115 - the real kernel refuses the name
+        raise AssertionError("unreachable")
+
     def methods(self) -> dict[str, Method]:
         return {
             "State": Method(task_pb2.StateRequest, self.state),
             "Fail": Method(task_pb2.StateRequest, self.fail),
             "Boom": Method(task_pb2.StateRequest, self.boom),
+            "LongName": Method(task_pb2.StateRequest, self.long_name),
         }
 
 
@@ -203,6 +209,15 @@ async def test_lamina_errors_map_both_ways() -> None:
         with pytest.raises(LaminaError) as boom:
             await client.call(SERVICE, "Boom", req, task_pb2.StateResponse)
         assert type(boom.value) is LaminaError and "kaboom" in str(boom.value)
+
+
+@run
+async def test_os_errors_map_as_the_grpc_server_maps_them() -> None:
+    async with serving() as (server, _, path):
+        wire = ttrpc_pb2.Request(service=SERVICE, method="LongName",
+                                 payload=task_pb2.StateRequest(id="n" * 300).SerializeToString())
+        code, message, _ = await server.dispatch(wire)
+        assert (code, message.endswith("/" + "n" * 300 + ": file name too long")) == (3, True)
 
 
 @run
