@@ -10,6 +10,8 @@ suffix when they wrap errors again.
 from __future__ import annotations
 
 import asyncio
+import errno
+import sys
 
 
 class LaminaError(Exception):
@@ -97,12 +99,24 @@ def status_code(exc: BaseException) -> int:
     return CODE_UNKNOWN
 
 
+def _out_of_space(exc: BaseException) -> bool:
+    """ENOSPC from the OS, or from LMDB (its ``DiskError`` is ENOSPC; looked up only
+    if loaded, so that the shim does not import it)."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    lmdb = sys.modules.get("lmdb")
+    return lmdb is not None and isinstance(exc, lmdb.DiskError)
+
+
 def status_message(exc: BaseException) -> str:
-    """The status message: the error's text, or Go's words for deadlines and cancellation."""
+    """The status message: the error's text, or Go's words for deadlines, cancellation
+    and a full disk (``syscall.ENOSPC``'s text, as containerd's messages end)."""
     if isinstance(exc, TimeoutError):
         return str(exc) or "context deadline exceeded"
     if isinstance(exc, asyncio.CancelledError):
         return str(exc) or "context canceled"
+    if _out_of_space(exc):
+        return "no space left on device"
     return str(exc) or type(exc).__name__
 
 

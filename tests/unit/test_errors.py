@@ -35,3 +35,14 @@ def test_deadline_and_cancellation_map_to_their_codes_with_gos_words() -> None:
     assert errors.status_code(asyncio.CancelledError()) == errors.CODE_CANCELLED
     assert errors.status_message(asyncio.CancelledError()) == "context canceled"
     assert errors.status_message(errors.NotFound("x")) == "x: not found"
+
+
+def test_a_full_disk_says_so_in_gos_words_whichever_layer_hit_it() -> None:
+    import errno
+
+    import lmdb
+
+    for exc in (OSError(errno.ENOSPC, "No space left on device"), lmdb.DiskError("mdb_txn_commit: ...")):
+        assert errors.status_code(exc) == errors.CODE_UNKNOWN  # as containerd's errdefs.ToGRPC
+        assert errors.status_message(exc) == "no space left on device"
+    assert errors.status_message(OSError(errno.EIO, "I/O error")) == "[Errno 5] I/O error"
