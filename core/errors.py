@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import sys
 
 
 class LaminaError(Exception):
@@ -124,17 +125,29 @@ def expected(exc: BaseException) -> bool:
     Anything else is a bug or an unforeseen case, logged with one."""
     if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
         return exc.errno in _OS_CODES or exc.errno == errno.ENOSPC
+    if _lmdb_out_of_space(exc):
+        return True
     return isinstance(exc, LaminaError | TimeoutError | asyncio.CancelledError)
 
 
+def _lmdb_out_of_space(exc: BaseException) -> bool:
+    """LMDB's ``DiskError`` is its ENOSPC (looked up only if loaded, so that the
+    shim does not import lmdb)."""
+    lmdb = sys.modules.get("lmdb")
+    return lmdb is not None and isinstance(exc, lmdb.DiskError)
+
+
 def status_message(exc: BaseException) -> str:
-    """The status message: the error's text, or Go's words for deadlines and cancellation."""
+    """The status message: the error's text, or Go's words for deadlines, cancellation
+    and a full disk (``syscall.ENOSPC``'s text, as containerd's messages end)."""
     if isinstance(exc, TimeoutError):
         return str(exc) or "context deadline exceeded"
     if isinstance(exc, asyncio.CancelledError):
         return str(exc) or "context canceled"
     if isinstance(exc, OSError) and exc.errno:
         return _os_message(exc)
+    if _lmdb_out_of_space(exc):
+        return "no space left on device"
     return str(exc) or type(exc).__name__
 
 

@@ -15,11 +15,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
+
+from tests.waiting import eventually, readline
 
 CTR = "/usr/bin/ctr"
 START_TIMEOUT = 15.0
@@ -50,16 +51,18 @@ class Daemon:
             stdout=log, stderr=log, start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"laminad exited with {self.process.returncode}:\n{self.log()}")
-            if os.path.exists(self.address):
-                probe = subprocess.run([CTR, "-a", self.address, "version"], capture_output=True)
-                if probe.returncode == 0:
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"laminad did not answer within {START_TIMEOUT}s:\n{self.log()}")
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"laminad exited with {process.returncode}:\n{self.log()}")
+            return os.path.exists(self.address) and subprocess.run(
+                [CTR, "-a", self.address, "version"], capture_output=True, timeout=START_TIMEOUT).returncode == 0
+
+        try:
+            eventually(answers, START_TIMEOUT, what="laminad to answer `ctr version`")
+        except AssertionError as exc:
+            raise RuntimeError(f"{exc}:\n{self.log()}") from None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
         assert self.process is not None
@@ -84,11 +87,14 @@ def wait_until_live(events: subprocess.Popen[str], poke: Callable[[], object]) -
     Subscribing is asynchronous; a fixed sleep misses events on a loaded machine.
     """
     assert events.stdout is not None
-    deadline = time.monotonic() + 30
-    while not select.select([events.stdout], [], [], 0.2)[0]:
-        assert time.monotonic() < deadline, "the event subscription never became live"
+    stdout = events.stdout
+
+    def printed() -> bool:
         poke()
-    events.stdout.readline()
+        return bool(select.select([stdout], [], [], 0.2)[0])
+
+    eventually(printed, 30, what="the event subscription to become live")
+    readline(stdout, what="the first event")
 
 
 def collect_garbage(runner: Runner) -> None:

@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from tests.waiting import eventually
+
 REGISTRY = "/usr/bin/docker-registry"
 HTPASSWD = "/usr/bin/htpasswd"
 SERVICE = "lamina-test-registry"
@@ -50,15 +52,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+def _listens(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
 
 
 @dataclass
@@ -79,7 +78,7 @@ class Registry:
         self.process = subprocess.Popen([REGISTRY, "serve", self.config], stdout=log, stderr=log,
                                         start_new_session=True)
         log.close()
-        _wait_port(self.port)
+        eventually(lambda: _listens(self.port), what=f"the registry to listen on 127.0.0.1:{self.port}")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
@@ -277,7 +276,7 @@ class Proxy:
             while data := src.recv(64 << 10 if not (downstream and self.rate) else 16 << 10):
                 if downstream:
                     self.down += len(data)
-                    if self.rate:
+                    if self.rate:  # the throttling itself, not a wait for anything
                         time.sleep(len(data) / self.rate)
                 dst.sendall(data)
         except OSError:

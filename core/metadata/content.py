@@ -32,7 +32,6 @@ import asyncio
 import builtins
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from lamina.content import digest as digests
 from lamina.content.base import Info, Status
@@ -165,23 +164,31 @@ class ContentStore:
         return await asyncio.to_thread(collect)
 
     async def abort(self, namespace: str, ref: str, lease: str = "") -> None:
-        def run(txn: Txn) -> dict[str, Any]:
-            key = ingest_key(namespace, ref)
-            doc = txn.get(key)
-            if doc is None or not doc.get("bref"):
+        """Discard the ingest's data, then its record.
+
+        In that order because aborting is how a full disk is emptied: the
+        metadata commit may need pages the data holds.  A record left without
+        data (a crash in between) lists as nothing and resumes from 0.
+        """
+        key = ingest_key(namespace, ref)
+
+        def run(txn: Txn) -> None:
+            if txn.get(key) is None:
                 raise NotFound(f"reference {ref}")
             txn.delete(key)
             if lease:
                 remove_resource_txn(txn, namespace, lease, INGESTS, ref)
-            return doc
 
         async with self.lock.shared():
-            doc = await self.db.update(run)
+            doc = self.db.view(lambda txn: txn.get(key))
+            if doc is None or not doc.get("bref"):
+                raise NotFound(f"reference {ref}")
             if not doc.get("expected"):
                 try:
                     await asyncio.to_thread(self.local.abort, doc["bref"])
                 except NotFound:
                     pass
+            await self.db.update(run)
 
     async def writer(self, namespace: str, ref: str, *, total: int = 0, expected: str = "",
                      lease: str = "") -> NamespacedWriter:

@@ -40,6 +40,7 @@ from lamina.api.services import (
     version_pb2_grpc,
 )
 from tests.conftest import Daemon
+from tests.waiting import eventually
 
 NAMESPACE = "moby"
 PLUGINS_NAMESPACE = "plugins.moby"
@@ -150,11 +151,10 @@ class Stdio:
             self._stdin_fd = -1
 
     def stdout_until(self, text: bytes, timeout: float = 20.0) -> bytes:
-        deadline = time.monotonic() + timeout
-        while text not in self._out:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"stdout never showed {text!r}; got {bytes(self._out)!r}")
-            time.sleep(0.02)
+        try:
+            eventually(lambda: text in self._out, timeout, what=f"stdout to show {text!r}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; got {bytes(self._out)!r}") from None
         return bytes(self._out)
 
     def drained(self, timeout: float = 20.0) -> tuple[bytes, bytes]:
@@ -240,16 +240,14 @@ class Moby:
 
     def wait_serving(self, timeout: float = 20.0) -> None:
         """dockerd polls Health/Check after (re)connecting until SERVING."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def serving() -> bool:
             try:
-                if self.health() == health_pb2.HealthCheckResponse.SERVING:
-                    return
+                return self.health() == health_pb2.HealthCheckResponse.SERVING
             except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError("Health/Check never answered SERVING")
-            time.sleep(0.1)
+                return False
+
+        eventually(serving, timeout, what="Health/Check to answer SERVING")
 
     def start_up(self) -> None:
         """Namespaces.Get ×2, two task-event streams, Version, as dockerd starts."""
@@ -276,11 +274,10 @@ class Moby:
             for namespace in waiting.values():
                 stub.Publish(events_pb2.PublishRequest(topic=PING_TOPIC, event=ping),
                              metadata=[("containerd-namespace", namespace)], timeout=5)
-            time.sleep(0.1)
             for i in list(waiting):
-                with contextlib.suppress(queue.Empty):
+                with contextlib.suppress(queue.Empty):  # no ping yet: publish again
                     while True:
-                        envelope = self.streams[i].queue.get_nowait()
+                        envelope = self.streams[i].queue.get(timeout=0.1)
                         assert envelope.namespace == waiting[i], envelope
                         if envelope.topic == PING_TOPIC:
                             del waiting[i]
@@ -376,12 +373,10 @@ class Moby:
 
     def remove(self, id_: str) -> None:
         """Best-effort teardown: what dockerd does on stop, ignoring what is already gone."""
-        with contextlib.suppress(grpc.RpcError):
+        with contextlib.suppress(grpc.RpcError, AssertionError):
             if self.get(id_).status != 3:  # not STOPPED
                 self.kill(id_, 9)
-                deadline = time.monotonic() + 10
-                while self.get(id_).status != 3 and time.monotonic() < deadline:
-                    time.sleep(0.05)
+                eventually(lambda: self.get(id_).status == 3, what=f"task {id_} to stop")
         with contextlib.suppress(grpc.RpcError):
             self.delete_task(id_)
         with contextlib.suppress(grpc.RpcError):

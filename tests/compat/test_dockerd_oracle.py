@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -72,11 +71,17 @@ class Dockerd:
                  "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none"],
                 stdout=log, stderr=log, start_new_session=True,
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.docker("version", check=False).returncode != 0:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dockerd did not start against laminad:\n{self.log()}")
-            time.sleep(0.2)
+        process = self.process
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"dockerd exited {process.returncode}")
+            return self.docker("version", check=False).returncode == 0
+
+        try:
+            eventually(answers, START_TIMEOUT, what="dockerd to answer `docker version` against laminad")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}:\n{self.log()}") from None
 
     def docker(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "DOCKER_CONFIG": os.path.join(self.base, "cli")}
@@ -95,7 +100,7 @@ class Dockerd:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            self.process.wait(10)
         self.process = None
 
     def log(self) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import fcntl
 import glob
 import os
-import pty
 import select
 import struct
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import CTR, Daemon, Runner
 from tests.integration.test_runtime_support import needs_runc
+from tests.waiting import eventually, readline, reap
 
 pytestmark = [needs_runc, pytest.mark.timeout(180)]
 
@@ -128,29 +128,51 @@ def _read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 30) ->
             raise AssertionError(f"pty closed before {marker!r}: {bytes(seen)!r}") from exc
 
 
-@pytest.mark.parametrize("client", ["lamina", CTR])
-def test_run_tty_in_a_pty(daemon: Daemon, ns: str, image: str, client: str) -> None:
-    """Prompt, echo of typed input, the outer window size, and `exit` ending the run (lamina's CLI and ctr)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: the client on the pty's slave side
-        os.execvp(client, [client, "-a", daemon.address, "-n", ns, "run", "--rm", "-t", image, "tty1", "sh"])
+def _task_winsize(ctr: Runner, id_: str) -> tuple[int, int] | None:
+    """(rows, columns) of the terminal the task's init process has on stdin, once it runs."""
+    rows = [line.split() for line in ctr("tasks", "ls").stdout.splitlines()[1:]]
+    pid = next((row[1] for row in rows if row[0] == id_ and row[2] == "RUNNING"), None)
+    if pid is None:
+        return None
+    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
     try:
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+        packed = fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+    finally:
+        os.close(fd)
+    height, width, _, _ = struct.unpack("HHHH", packed)
+    return height, width
+
+
+@pytest.mark.parametrize("client", ["lamina", CTR])
+def test_run_tty_in_a_pty(daemon: Daemon, ns: str, ctr: Runner, image: str, client: str) -> None:
+    """Prompt, echo of typed input, the outer window size, and `exit` ending the run (lamina's CLI and ctr)."""
+    # The outer size is set before the client starts, so it is what the client reads.
+    fd, slave = os.openpty()
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
+    pid = os.fork()
+    if pid == 0:  # the child: the client on the pty's slave side
+        os.close(fd)
+        os.login_tty(slave)
+        os.execvp(client, [client, "-a", daemon.address, "-n", ns, "run", "--rm", "-t", image, "tty1", "sh"])
+    os.close(slave)
+    try:
         seen = bytearray()
         _read_until(fd, b"# ", seen)
+        # Both clients resize the task's terminal only after starting it, so the
+        # prompt can come first: wait for the resize before asking the shell.
+        eventually(lambda: _task_winsize(ctr, "tty1") == (33, 101), 30, what="the task's terminal to be resized")
         os.write(fd, b"stty size; echo typ''ed\r")
         _read_until(fd, b"typed\r", seen)  # ctr leaves the outer pty cooked: "\r\r\n"
         assert b"stty size; echo typ''ed" in seen  # the terminal echoed what was typed
         assert b"33 101" in seen
         _read_until(fd, b"# ", seen)
         os.write(fd, b"exit 4\r")
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 4
+        assert reap(pid) == 4
     finally:
         os.close(fd)
         try:
             os.kill(pid, 9)
-            os.waitpid(pid, 0)
+            reap(pid)
         except (ProcessLookupError, ChildProcessError):
             pass
     assert fifos_of("tty1") == []
@@ -163,11 +185,11 @@ def test_run_forwards_signals(lamina: Runner, image: str, daemon: Daemon, ns: st
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
-        assert process.stdout.readline() == "ready\n"
+        assert readline(process.stdout, what="the trap to be set") == "ready\n"
         process.terminate()
         assert process.wait(timeout=30) == 9
         assert process.stdout.read() == "got TERM\n"
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.wait(10)

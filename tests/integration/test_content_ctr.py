@@ -72,7 +72,7 @@ def _feed_then_kill(argv: list[str], data_path: str, upto: int, ctr: Runner, ref
         proc.stdin.flush()
     eventually(lambda: ref in _active(ctr) and _active(ctr)[ref] not in ("0B", "0"), what="ingest to show progress")
     proc.kill()
-    proc.wait()
+    proc.wait(10)
     proc.stdin.close()
 
 
@@ -139,7 +139,7 @@ def test_second_writer_on_a_ref_is_refused_as_locked(ctr: Runner, tmp_path: os.P
         assert "/busy locked" in refused.value.details()
     finally:
         first.kill()
-        first.wait()
+        first.wait(10)
         first.stdin.close()
 
 
@@ -179,7 +179,7 @@ def test_daemon_killed_during_ingest_resumes_after_restart(
     eventually(lambda: _active(ctr).get("crashy") == "6.291MB", what="6 MiB to land")
     d.stop(signal.SIGKILL)
     proc.kill()
-    proc.wait()
+    proc.wait(10)
     proc.stdin.close()
     d.start()
     # What reached the file survives (the writer's last buffer may not have).

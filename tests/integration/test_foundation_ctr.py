@@ -9,6 +9,7 @@ import subprocess
 import time
 
 from tests.conftest import CTR, Daemon, Runner, wait_until_live
+from tests.waiting import readline
 
 
 def test_version_shows_lamina(ctr: Runner) -> None:
@@ -77,7 +78,8 @@ def test_events_show_namespace_create(daemon: Daemon, ctr: Runner, ns: str) -> N
         try:
             wait_until_live(events, lambda: ctr("namespaces", "create", f"{ns}-probe", check=False))
             ctr("namespaces", "create", ns, "x=y")
-            line = events.stdout.readline()  # type: ignore[union-attr]
+            assert events.stdout is not None
+            line = readline(events.stdout, what="the /namespaces/create event")
         finally:
             events.send_signal(signal.SIGINT)
             ctr("namespaces", "rm", f"{ns}-probe")

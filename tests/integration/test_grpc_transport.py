@@ -207,26 +207,29 @@ def test_stopping_daemon_cuts_open_calls_off_as_unavailable(
     never CANCELLED, which dockerd takes for its own shutdown), and the daemon exits 0."""
     d = fresh_daemon()
     outcome: list[grpc.StatusCode] = []
-    opened = threading.Event()
+    answered = threading.Event()  # the daemon holds the call: it answered the first message
+    done = threading.Event()  # the client's side never ends the call before the test does
 
     def requests() -> object:
         yield content_pb2.WriteContentRequest(action=content_pb2.STAT, ref="left-open")
-        opened.set()
-        time.sleep(60)
+        done.wait(60)
 
     def write() -> None:
         with _channel(d) as channel:
             try:
-                list(content_pb2_grpc.ContentStub(channel).Write(requests(), timeout=60,
-                                                                 metadata=_metadata("stop")))
+                for _ in content_pb2_grpc.ContentStub(channel).Write(requests(), timeout=60,
+                                                                     metadata=_metadata("stop")):
+                    answered.set()
             except grpc.RpcError as err:
                 outcome.append(err.code())
 
     writer = threading.Thread(target=write, daemon=True)
     writer.start()
-    assert opened.wait(10)
-    time.sleep(0.5)
-    d.process.send_signal(signal.SIGTERM)
-    assert d.process.wait(30) == 0
-    writer.join(30)
+    try:
+        assert answered.wait(10), "the daemon never answered the STAT"
+        d.process.send_signal(signal.SIGTERM)
+        assert d.process.wait(30) == 0
+        writer.join(30)
+    finally:
+        done.set()
     assert outcome == [grpc.StatusCode.UNAVAILABLE]

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -20,6 +19,7 @@ import pytest
 from lamina.api.services import content_pb2, content_pb2_grpc, images_pb2, images_pb2_grpc
 from lamina.api.types import descriptor_pb2
 from tests.conftest import CTR, Daemon, Runner
+from tests.waiting import eventually
 
 NS = "gc"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -72,10 +72,7 @@ def _image(ctr: Runner, channel: grpc.Channel, name: str, layer: bytes) -> tuple
 
 
 def _wait_gone(path: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not os.path.exists(path), f"{path} still exists"
+    eventually(lambda: not os.path.exists(path), timeout, what=f"{path} to go")
 
 
 def test_tag_then_rm_both_collects_unreferenced_blobs(env: tuple[Daemon, Runner, grpc.Channel]) -> None:

@@ -12,13 +12,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import pytest
 
 from tests.conftest import Runner, own_daemon
 from tests.fixtures_registry import Proxy, Registry, push_layout, registry_fixture, with_digest  # noqa: F401
 from tests.images import Entry, busybox_entries, layer_tar, oci_archive
+from tests.waiting import eventually
 
 BUSYBOX = "docker.io/library/busybox:latest"
 
@@ -155,13 +155,11 @@ def _ingests(lamina: Runner) -> dict[str, int]:
 
 
 def _wait_for_ingest(lamina: Runner, at_least: int, timeout: float = 60.0) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        held = [n for ref, n in _ingests(lamina).items() if ref.startswith("layer-") and n >= at_least]
-        if held:
-            return held[0]
-        time.sleep(0.05)
-    raise AssertionError("the pull never got going")
+    def held() -> int:
+        return max((n for ref, n in _ingests(lamina).items() if ref.startswith("layer-") and n >= at_least),
+                   default=0)
+
+    return eventually(held, timeout, what=f"the pull to hold {at_least} bytes of a layer")
 
 
 def test_interrupted_pull_resumes(lamina: Runner, ctr: Runner, registry: Registry, ns: str) -> None:
@@ -177,7 +175,7 @@ def test_interrupted_pull_resumes(lamina: Runner, ctr: Runner, registry: Registr
             partial = _wait_for_ingest(lamina, 4 << 20)
         finally:
             process.send_signal(signal.SIGKILL)
-            process.wait()
+            process.wait(10)
         assert ctr("images", "ls", "-q").stdout.split() == [], "a half pull is listed as an image"
         held = max(_ingests(lamina).values())
         assert held >= partial

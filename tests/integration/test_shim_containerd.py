@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import pytest
 
 from lamina.shim.start import socket_address
+from tests.conftest import wait_until_live
 from tests.images import Entry
 from tests.integration.test_rootfs_escape import IMAGE as ESCAPE_IMAGE
 from tests.integration.test_rootfs_escape import escape_archive
-from tests.waiting import eventually
+from tests.waiting import eventually, readline, reap
 
 CTR = "/usr/bin/ctr"
 CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"
@@ -104,6 +105,11 @@ class Containerd:
                 return row
         return None
 
+    def wait_stopped(self, id: str) -> None:
+        """Until ``id``'s task is STOPPED (or gone): a kill is asynchronous."""
+        eventually(lambda: (self.task_row(id) or ["", "", "STOPPED"])[2] == "STOPPED",
+                   what=f"task {id} to stop")
+
 
 def start_containerd(prefix: str, shell_prefix: str = "", *, lamina_as_runc: bool = False) -> Containerd:
     """containerd on a temp root; ``shell_prefix`` runs it as
@@ -133,14 +139,18 @@ def launch(c: Containerd) -> Containerd:
     log = open(f"{c.base}/containerd.log", "ab")
     c.process = subprocess.Popen(c.cmd, stdout=log, stderr=log, env=env, start_new_session=True, cwd=c.base)
     log.close()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if c.process.poll() is not None:
-            raise RuntimeError(f"containerd exited {c.process.returncode}:\n{c.log()}")
-        if os.path.exists(c.address) and c.ctr("version", check=False).returncode == 0:
-            return c
-        time.sleep(0.05)
-    raise RuntimeError(f"containerd did not start:\n{c.log()}")
+    process = c.process
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"containerd exited {process.returncode}:\n{c.log()}")
+        return os.path.exists(c.address) and c.ctr("version", check=False).returncode == 0
+
+    try:
+        eventually(answers, 20, what="containerd to answer `ctr version`")
+    except AssertionError as exc:
+        raise RuntimeError(f"{exc}:\n{c.log()}") from None
+    return c
 
 
 def stop_containerd(c: Containerd) -> None:
@@ -148,13 +158,12 @@ def stop_containerd(c: Containerd) -> None:
     with contextlib.suppress(Exception):
         for line in c.ctr("task", "ls", "-q", check=False).stdout.split():
             c.ctr("task", "kill", "-s", "SIGKILL", line, check=False)
-            time.sleep(0.2)
+            c.wait_stopped(line)
             c.ctr("task", "rm", "-f", line, check=False)
         for line in c.ctr("c", "ls", "-q", check=False).stdout.split():
             c.ctr("c", "rm", line, check=False)
-    deadline = time.monotonic() + 10
-    while c.shims() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    with contextlib.suppress(AssertionError):  # those left are killed and reported below
+        eventually(lambda: not c.shims(), what="every shim to exit")
     leftover_shims = c.shims()
     for pid in leftover_shims:
         with contextlib.suppress(ProcessLookupError):
@@ -165,7 +174,7 @@ def stop_containerd(c: Containerd) -> None:
         c.process.wait(10)
     except subprocess.TimeoutExpired:
         c.process.kill()
-        c.process.wait()
+        c.process.wait(10)
     with open("/proc/self/mounts") as f:
         mounts = [line.split()[1] for line in f if line.split()[1].startswith(c.base)]
     for m in reversed(mounts):
@@ -193,8 +202,7 @@ def test_run_rm_echo_prints_hi_and_cleans_up(containerd: Containerd) -> None:
     oracle = containerd.ctr("run", "--runtime", RUNC, "--rm", IMAGE, "t1r", "echo", "hi")
     assert out.stdout == oracle.stdout
     assert containerd.ctr("c", "ls", "-q").stdout.split() == []
-    time.sleep(0.2)
-    assert containerd.shims() == []
+    eventually(lambda: not containerd.shims(), what="both shims to exit")
     for id in ("t1", "t1r"):  # both shims remove their socket on the way out
         assert not os.path.exists(socket_address(containerd.address, NS, id).removeprefix("unix://"))
 
@@ -214,8 +222,10 @@ def test_stdout_and_stderr_are_separate(containerd: Containerd) -> None:
 def test_detached_task_lifecycle(containerd: Containerd) -> None:
     c = containerd
     events = subprocess.Popen([CTR, "-a", c.address, "events"], stdout=subprocess.PIPE, text=True)
+    seen: list[str] = []
     try:
-        time.sleep(0.3)
+        assert events.stdout is not None
+        wait_until_live(events, lambda: c.ctr("namespaces", "label", NS, "poke=1"))
         c.ctr("run", "--runtime", LAMINA, "-d", IMAGE, "t3", "sleep", "1000")
         row = c.task_row("t3")
         assert row is not None and row[2] == "RUNNING" and int(row[1]) > 0
@@ -240,17 +250,20 @@ def test_detached_task_lifecycle(containerd: Containerd) -> None:
         assert int(metrics.split("pids.current")[1].split()[0]) >= 1
 
         c.ctr("task", "kill", "-s", "SIGKILL", "t3")
-        deadline = time.monotonic() + 10
-        while c.task_row("t3")[2] != "STOPPED" and time.monotonic() < deadline:  # type: ignore[index]
-            time.sleep(0.05)
+        c.wait_stopped("t3")
         assert c.task_row("t3")[2] == "STOPPED"  # type: ignore[index]
         assert "exit code 137" in c.ctr("task", "rm", "t3").stderr  # 128 + SIGKILL
         c.ctr("c", "rm", "t3")
         assert c.task_row("t3") is None
+        # The container's deletion is the last event of the run: once it is read, all are.
+        while not ("/containers/delete" in (line := readline(events.stdout, what="t3's last event"))
+                   and '"t3"' in line):
+            assert line, "ctr events ended early"
+            seen.append(line)
     finally:
-        time.sleep(0.3)
         events.send_signal(signal.SIGINT)
-        out, _ = events.communicate(timeout=10)
+        rest, _ = events.communicate(timeout=10)
+    out = "".join(seen) + rest
     # "<date> <time> +0000 UTC <namespace> <topic> <json>"
     rows = [line.partition(" UTC ")[2].split(" ", 2) for line in out.splitlines()]
     topics = [r[1] for r in rows if len(r) == 3 and r[1].startswith("/tasks/") and '"t3"' in r[2]]
@@ -270,8 +283,8 @@ def test_task_survives_containerd_restart(containerd: Containerd) -> None:
     pid = c.task_row("t8")[1]  # type: ignore[index]
     assert c.process is not None
     c.process.kill()
-    c.process.wait()
-    time.sleep(2.5)  # the task writes to stdout with nobody reading: no EPIPE
+    c.process.wait(10)
+    time.sleep(2.5)  # not a wait: the behaviour under test, the task writes "late" with nobody reading
     launch(c)
     assert c.task_row("t8") == ["t8", pid, "RUNNING"]
     assert "sleep 1000" in c.ctr("task", "exec", "--exec-id", "after", "t8", "ps").stdout
@@ -286,14 +299,15 @@ def test_exec_id_in_use_is_already_exists(containerd: Containerd) -> None:
     try:
         first = subprocess.Popen([CTR, "-a", c.address, "-n", NS, "task", "exec", "--exec-id", "dup", "t4",
                                   "sleep", "5"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1.0)
+        eventually(lambda: len(c.ctr("task", "ps", "t4").stdout.splitlines()) > 2, 30,
+                   what="the exec to run next to the init process")
         again = c.ctr("task", "exec", "--exec-id", "dup", "t4", "true", check=False)
         assert again.returncode != 0 and "already exists" in again.stderr
         first.kill()
-        first.wait()
+        first.wait(10)
     finally:
         c.ctr("task", "kill", "-s", "SIGKILL", "t4", check=False)
-        time.sleep(0.3)
+        c.wait_stopped("t4")
         c.ctr("task", "rm", "-f", "t4", check=False)
         c.ctr("c", "rm", "t4", check=False)
 
@@ -324,13 +338,12 @@ def _pty_session(argv: list[str], script: list[tuple[bytes, bytes]], timeout: fl
                 if not data:
                     break
                 seen += data
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, seen
+        assert reap(pid) == 0, seen
     finally:
         os.close(fd)
         with contextlib.suppress(ChildProcessError, ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            reap(pid)
     return seen
 
 
@@ -386,7 +399,7 @@ def test_crun_through_runc_binary_option(crun_containerd: Containerd) -> None:
     assert '"runtime":"io.containerd.lamina.v2"' in c.log(), "the shim was not lamina's"
     assert "sleep 1000" in c.ctr("task", "exec", "--exec-id", "e", "t7", "ps").stdout
     c.ctr("task", "kill", "-s", "SIGKILL", "t7")
-    time.sleep(0.3)
+    c.wait_stopped("t7")
     c.ctr("task", "rm", "-f", "t7")
     c.ctr("c", "rm", "t7")
 
@@ -418,8 +431,8 @@ def test_latency_and_memory_next_to_runc_shim(containerd: Containerd, record_pro
         pss[runtime] = _pss_kib(shim)
     for id in ("pss-l", "pss-r"):
         c.ctr("task", "kill", "-s", "SIGKILL", id)
-    time.sleep(0.3)
     for id in ("pss-l", "pss-r"):
+        c.wait_stopped(id)
         c.ctr("task", "rm", "-f", id)
         c.ctr("c", "rm", id)
     report = {rt: {"run_rm_s": sorted(t)[1], "pss_kib": pss[rt]} for rt, t in timings.items()}

@@ -25,6 +25,7 @@ from lamina.api.events import task_pb2 as events
 from lamina.api.runtime import shim_events_pb2, task_pb2
 from lamina.core.ttrpc import NAMESPACE_KEY, Client, Method, Server
 from lamina.shim.delete import delete_response
+from tests.waiting import eventually
 
 SHIM = os.path.join(os.path.dirname(sys.executable), "containerd-shim-lamina-v2")
 NS = "lshim-proto"
@@ -147,10 +148,9 @@ async def _lifecycle(base: str) -> None:
         await client.call(TASK, "Shutdown", task_pb2.ShutdownRequest(id="p1"), empty_pb2.Empty, metadata=MD)
     finally:
         await client.close()
-    deadline = time.monotonic() + 10
-    while os.path.exists(f"/proc/{shim_pid}") and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert not os.path.exists(f"/proc/{shim_pid}"), "the shim did not exit after Shutdown"
+    # On a thread: the loop keeps serving the shim's event publishing meanwhile.
+    await asyncio.to_thread(eventually, lambda: not os.path.exists(f"/proc/{shim_pid}"),
+                            what="the shim to exit after Shutdown")
     assert not os.path.exists(address.removeprefix("unix://")), "the shim left its socket"
     await events_server.close()
     shim_log = os.read(log_reader, 65536).decode()

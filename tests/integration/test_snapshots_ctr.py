@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import grpc
 import pytest
@@ -12,6 +11,7 @@ import pytest
 from lamina.api.services import snapshots_pb2 as pb
 from lamina.api.services import snapshots_pb2_grpc as pb_grpc
 from tests.conftest import Daemon, Runner, collect_garbage, wait_until_live
+from tests.waiting import eventually, readline
 
 SNAPSHOTTERS = ("overlayfs", "native")
 
@@ -99,10 +99,7 @@ def test_prepare_commit_view_tree_rm(ctr: Runner, daemon: Daemon, sn: str) -> No
     ctr(*s, "rm", "base-c")
     assert _keys(ctr, sn) == {}
     # The backend snapshot goes with the collection the removal scheduled.
-    deadline = time.monotonic() + 10
-    while os.path.exists(source) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not os.path.exists(source)
+    eventually(lambda: not os.path.exists(source), what="the backend snapshot to be collected")
 
 
 def test_snapshot_keys_are_per_namespace(ctr: Runner, ns: str) -> None:
@@ -183,10 +180,7 @@ def test_snapshots_under_a_lease_survive_gc_until_it_goes(ctr: Runner, daemon: D
         collect_garbage(ctr)
         assert "leased" in _keys(ctr, "native")
         ctr("leases", "rm", "--sync", "hold")
-        deadline = time.monotonic() + 10
-        while "leased" in _keys(ctr, "native") and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert "leased" not in _keys(ctr, "native")
+        eventually(lambda: "leased" not in _keys(ctr, "native"), what="the leased snapshot to be collected")
 
 
 def test_events_for_prepare_commit_remove(ctr: Runner, daemon: Daemon, ns: str) -> None:
@@ -205,7 +199,9 @@ def test_events_for_prepare_commit_remove(ctr: Runner, daemon: Daemon, ns: str) 
         ctr("snapshots", "rm", "ev-c")
         ctr("snapshots", "prepare", "last")  # an event after ours: when it arrives, ours have
         lines = []
-        while "/snapshot/prepare" not in (line := events.stdout.readline()) or "last" not in line:  # type: ignore[union-attr]
+        assert events.stdout is not None
+        while "/snapshot/prepare" not in (line := readline(events.stdout, what="the last event")) or "last" not in line:
+            assert line, "ctr events ended early"
             lines.append(line)
     finally:
         events.terminate()

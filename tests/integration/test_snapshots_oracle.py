@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,6 +20,7 @@ import pytest
 from tests.conftest import CTR, Daemon
 from tests.images import Entry, layer_tar
 from tests.integration.test_import_ctr import BUSYBOX_LAYER, INDEX_NAME, archive, write
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.oracle
 
@@ -40,12 +40,10 @@ def containerd() -> Iterator[tuple[str, str]]:
     log = open(os.path.join(base, "containerd.log"), "wb")
     proc = subprocess.Popen([CONTAINERD, "--config", cfg], stdout=log, stderr=log, start_new_session=True)
     sock = f"{base}/c.sock"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if os.path.exists(sock) and subprocess.run([CTR, "-a", sock, "version"], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.1)
     try:
+        eventually(lambda: os.path.exists(sock) and subprocess.run(
+            [CTR, "-a", sock, "version"], capture_output=True, timeout=20).returncode == 0, 20,
+            what="containerd to answer `ctr version`")
         yield sock, f"{base}/root"
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -105,9 +105,10 @@ def test_sync_client_lease_marks_its_calls(socket_dir: str) -> None:
         with SyncClient(address, "team-b") as client, client.lease() as lease_id:
             assert client.version().revision == "r"
     finally:
-        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result()
+        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join()
+        thread.join(10)
+        assert not thread.is_alive(), "the server's loop did not stop"
         loop.close()
     assert [name for name, _, _ in recorder.calls] == ["Create", "Version", "Delete"]
     assert recorder.calls[1][1]["containerd-lease"] == lease_id

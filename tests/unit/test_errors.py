@@ -64,3 +64,14 @@ def test_os_errors_speak_gos_words() -> None:
     assert not errors.expected(KeyError("bug"))
     assert errors.expected(errors.NotFound("x")) and errors.expected(TimeoutError())
     assert errors.code_name(5) == "NotFound" and errors.code_name(2) == "Unknown"
+
+
+def test_a_full_disk_says_so_in_gos_words_whichever_layer_hit_it() -> None:
+    import errno
+
+    import lmdb
+
+    for exc in (OSError(errno.ENOSPC, "No space left on device"), lmdb.DiskError("mdb_txn_commit: ...")):
+        assert errors.status_code(exc) == errors.CODE_UNKNOWN  # as containerd's errdefs.ToGRPC
+        assert errors.status_message(exc) == "no space left on device"
+    assert errors.expected(lmdb.DiskError("mdb_txn_commit: ..."))

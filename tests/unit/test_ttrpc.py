@@ -115,10 +115,12 @@ class EchoService:
 
     def __init__(self) -> None:
         self.cancelled = asyncio.Event()
+        self.received = asyncio.Event()  # a State call reached the service
         self.contexts: list[Context] = []
 
     async def state(self, req: task_pb2.StateRequest, ctx: Context) -> task_pb2.StateResponse:
         self.contexts.append(ctx)
+        self.received.set()
         if req.exec_id:
             try:
                 await asyncio.sleep(float(req.exec_id))
@@ -248,10 +250,10 @@ async def test_timeout_is_enforced_by_both_sides() -> None:
 
 @run
 async def test_connection_loss_fails_pending_and_later_calls() -> None:
-    async with serving() as (server, _, path):
+    async with serving() as (server, service, path):
         client = await Client.connect(path)
         pending = asyncio.create_task(state(client, "p", 10))
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(service.received.wait(), 5)
         await server.close()
         with pytest.raises(Unavailable):
             await pending
@@ -303,9 +305,9 @@ async def test_server_answers_bad_frames_and_keeps_the_connection() -> None:
 
 @run
 async def test_graceful_shutdown_lets_in_flight_calls_answer() -> None:
-    async with serving() as (server, _, path), await Client.connect(path) as client:
+    async with serving() as (server, service, path), await Client.connect(path) as client:
         pending = asyncio.create_task(state(client, "inflight", 0.3))
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(service.received.wait(), 5)
         await server.shutdown(timeout=5)
         assert (await pending).id == "inflight"
         assert not os.path.exists(path)

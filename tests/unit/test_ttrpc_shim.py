@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from google.protobuf import empty_pb2
 from lamina.api.runtime import task_pb2
 from lamina.core.errors import NotFound, Unavailable
 from lamina.core.ttrpc import NAMESPACE_KEY, Client
+from tests.waiting import reap
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -52,16 +52,13 @@ def _set_subreaper(on: bool) -> None:
 
 def _wait_gone(pid: int, timeout: float) -> bool:
     """Reap ``pid`` (our adopted child) within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return not os.path.exists(f"/proc/{pid}")
-        if done:
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        reap(pid, timeout)
+    except ChildProcessError:
+        return not os.path.exists(f"/proc/{pid}")
+    except AssertionError:
+        return False
+    return True
 
 
 @pytest.fixture
