@@ -36,8 +36,8 @@ from tests.integration.test_runtime_support import (
     needs_runc,
     runc_shim_config,
     shim_pids,
-    wait_for,
 )
+from tests.waiting import eventually
 
 pytestmark = [needs_runc, pytest.mark.timeout(180)]
 
@@ -427,7 +427,7 @@ def test_restart_keeps_running_task(variant: tuple[str, bool], rootfs: str) -> N
             io.stdout_until(b"echo one\n")
             d.stop(signal.SIGKILL)
             gone_io.write(b"bye\n")  # exits 6 while nobody listens for /tasks/exit
-            wait_for(lambda: not os.path.exists(f"/proc/{gone_pid}"), what="the second task to exit")
+            eventually(lambda: not os.path.exists(f"/proc/{gone_pid}"), what="the second task to exit")
             d.start()
             with moby(d, exec_root, runtime) as after:  # polls Health until SERVING, subscribes again
                 try:
@@ -452,7 +452,7 @@ def test_restart_keeps_running_task(variant: tuple[str, bool], rootfs: str) -> N
                 finally:
                     after.remove(id_)
                     after.remove(gone)
-        wait_for(lambda: shim_pids(d) == [], what="the shims to exit")
+        eventually(lambda: shim_pids(d) == [], what="the shims to exit")
         passed = True
     finally:
         _cleanup(d, os.path.join(exec_root, "runtime-runc"), check=passed)

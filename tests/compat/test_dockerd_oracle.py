@@ -20,7 +20,8 @@ import pytest
 
 from tests.compat.test_docker_contract import VARIANTS, _cleanup, _daemon_args
 from tests.conftest import Daemon, make_daemon
-from tests.integration.test_runtime_support import needs_runc, shim_pids, wait_for
+from tests.integration.test_runtime_support import needs_runc, shim_pids
+from tests.waiting import eventually
 
 DOCKERD = "/usr/sbin/dockerd"
 DOCKER = "/usr/bin/docker"  # the 20.10 CLI from docker.io (a newer one may sit earlier on PATH)
@@ -142,10 +143,10 @@ def test_docker_run(dockerd: Dockerd, docker_archive: str) -> None:
     # laminad dies and comes back: dockerd reconnects, the container kept running
     dockerd.laminad.stop(signal.SIGKILL)
     dockerd.laminad.start()
-    wait_for(lambda: docker("exec", id_, "true", check=False).returncode == 0, timeout=30,
+    eventually(lambda: docker("exec", id_, "true", check=False).returncode == 0, timeout=30,
              what="docker exec after laminad restarted")
     assert docker("inspect", "-f", "{{.State.Running}}", id_).stdout.strip() == "true"
     docker("stop", "-t", "1", id_)
     assert docker("inspect", "-f", "{{.State.ExitCode}}", id_).stdout.strip() == "137"
     docker("rm", id_)
-    wait_for(lambda: shim_pids(dockerd.laminad) == [], what="every shim to exit")
+    eventually(lambda: shim_pids(dockerd.laminad) == [], what="every shim to exit")
