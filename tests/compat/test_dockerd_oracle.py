@@ -8,6 +8,7 @@ turned into a docker-archive by skopeo and ``docker load``-ed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from lamina.shim.start import socket_address
 from tests.compat.test_docker_contract import VARIANTS, _cleanup, _daemon_args
 from tests.conftest import Daemon, make_daemon
 from tests.integration.test_runtime_support import needs_runc, shim_pids
@@ -49,6 +51,7 @@ def docker_archive(busybox_archive: str, tmp_path_factory: pytest.TempPathFactor
 class Dockerd:
     laminad: Daemon
     base: str
+    containerd_shim: bool = False  # io.containerd.runc.v2 is containerd's shim, not lamina's
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -103,14 +106,14 @@ class Dockerd:
             return f.read()[-20000:]
 
 
-@pytest.fixture(params=VARIANTS)
-def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
+@contextlib.contextmanager
+def _running_dockerd(param: tuple[str, bool]) -> Iterator[Dockerd]:
     """dockerd on a laminad of its own; with lamina's shim io.containerd.runc.v2 is lamina's (the default)."""
-    _, containerd_shim = request.param
+    _, containerd_shim = param
     d = make_daemon()
     d.extra_args = _daemon_args(d, containerd_shim)
     d.start()
-    engine = Dockerd(d, os.path.join(d.base, "docker"))
+    engine = Dockerd(d, os.path.join(d.base, "docker"), containerd_shim=containerd_shim)
     passed = False
     try:
         engine.start()
@@ -125,6 +128,21 @@ def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
             engine.stop()
         finally:
             _cleanup(d, os.path.join(engine.base, "x", "runtime-runc"), check=passed)
+
+
+@pytest.fixture(params=VARIANTS)
+def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
+    """A dockerd of the test's own (it may restart laminad)."""
+    with _running_dockerd(request.param) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def shared_dockerd(request: pytest.FixtureRequest, docker_archive: str) -> Iterator[Dockerd]:
+    """A dockerd for the module's tests that leave laminad alone, with busybox loaded."""
+    with _running_dockerd(request.param) as engine:
+        engine.docker("load", "-i", docker_archive)
+        yield engine
 
 
 def test_docker_run(dockerd: Dockerd, docker_archive: str) -> None:
@@ -150,3 +168,21 @@ def test_docker_run(dockerd: Dockerd, docker_archive: str) -> None:
     assert docker("inspect", "-f", "{{.State.ExitCode}}", id_).stdout.strip() == "137"
     docker("rm", id_)
     eventually(lambda: shim_pids(dockerd.laminad) == [], what="every shim to exit")
+
+
+def test_shims_remove_their_sockets(shared_dockerd: Dockerd) -> None:
+    """Every shim removes its socket when it exits, even once the daemon removed its bundle.
+
+    laminad removes the bundle (and the ``address`` file in it) as soon as Shutdown answers,
+    racing the shim's exit; removing the file first makes that race's loss certain.
+    """
+    docker = shared_dockerd.docker
+    ids = [docker("run", "-d", "--network", "none", "busybox", "sleep", "600").stdout.strip() for _ in range(5)]
+    sockets = [socket_address(shared_dockerd.laminad.address, "moby", id_).removeprefix("unix://") for id_ in ids]
+    assert all(os.path.exists(path) for path in sockets)
+    for id_ in ids:
+        os.unlink(os.path.join(shared_dockerd.laminad.state, "io.containerd.runtime.v2.task", "moby", id_, "address"))
+    docker("rm", "-f", *ids)
+    # a socket left behind stays for good: the timeout is the failure
+    eventually(lambda: not any(os.path.exists(path) for path in sockets), timeout=30,
+               what="every shim's socket to be removed")
