@@ -40,6 +40,7 @@ from lamina.core.ttrpc import Context, Method, Server
 from lamina.shim import cgroups
 from lamina.shim.events import Publisher, pack
 from lamina.shim.log import log
+from lamina.shim.oom import OOMWatcher
 from lamina.shim.process import Exec, Init, Process, Stdio
 from lamina.shim.reaper import Reaper
 from lamina.shim.runc import DEFAULT_ROOT, Runtime
@@ -85,7 +86,7 @@ class Container:
         self.kill_all = kill_all
         self.execs: dict[str, Exec] = {}
         self.cgroup: cgroups.Cgroup | None = None
-        self.oom: cgroups.OOMWatcher | None = None
+        self.oom: OOMWatcher | None = None
 
     def processes(self) -> list[Process]:
         return [self.init, *self.execs.values()]
@@ -170,6 +171,8 @@ class TaskService:
                 await c.init.runtime.kill(c.id, signal.SIGKILL, all=True)
         if p.io is not None:
             await p.io.drain()
+        if p is c.init and c.oom is not None:
+            c.oom.check()  # a kill of the init is published before its exit
         p.set_exited(status)
         self.publisher.publish("/tasks/exit", events.TaskExit(
             container_id=c.id, id=p.id, pid=p.pid, exit_status=status, exited_at=timestamp(p.exited_at_ns)))
@@ -241,7 +244,7 @@ class TaskService:
             await p.start()  # type: ignore[attr-defined]
             if p is c.init:
                 if c.cgroup is not None and not c.cgroup.v2:
-                    c.oom = cgroups.OOMWatcher.start(c.cgroup, lambda: self.publisher.publish(
+                    c.oom = OOMWatcher.start(c.cgroup, lambda: self.publisher.publish(
                         "/tasks/oom", events.TaskOOM(container_id=c.id)))
                 self.publisher.publish("/tasks/start", events.TaskStart(container_id=c.id, pid=p.pid))
             else:
