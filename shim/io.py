@@ -10,8 +10,7 @@ stdin, so stdin reaches EOF only after ``CloseIO`` *and* the client closing.
 
 With a terminal, runc hands the pty master over the console socket
 (SCM_RIGHTS) and the shim copies stdin FIFO -> master -> stdout FIFO
-(containerd's ``Platform.CopyConsole``).  The copies use non-blocking
-descriptors on the event loop, pausing while the destination is full.
+(containerd's ``Platform.CopyConsole``), with ``shim/copy.py``.
 """
 
 from __future__ import annotations
@@ -20,14 +19,13 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import select
 import socket
 import stat
 import struct
 import tempfile
 import termios
 
-from lamina.shim.log import log
+from lamina.shim.copy import Copy
 
 
 def _open_fifo_pair_for_write(path: str) -> tuple[int, int]:
@@ -106,7 +104,7 @@ class PipeIO:
     async def drain(self) -> None:
         """Nothing to flush: the process wrote into the FIFOs itself."""
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.started()
         self.close_stdin()
         for fd in self._keep:
@@ -150,69 +148,26 @@ class ConsoleSocket:
             os.rmdir(self._dir)
 
 
-class _Copy:
-    """One direction of a non-blocking copy on the loop."""
-
-    def __init__(self, src: int, dst: int, *, on_eof: bool = False) -> None:
-        self.src = src
-        self.dst = dst
-        self.close_dst_on_eof = on_eof
-        self.task: asyncio.Task[None] | None = None
-
-    async def _wait(self, add: str, remove: str, fd: int) -> None:
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-        getattr(loop, add)(fd, ready.set)
-        try:
-            await ready.wait()
-        finally:
-            getattr(loop, remove)(fd)
-
-    async def write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.dst, view):]
-            except BlockingIOError:
-                await self._wait("add_writer", "remove_writer", self.dst)
-
-    async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    data = os.read(self.src, 65536)
-                except BlockingIOError:
-                    await self._wait("add_reader", "remove_reader", self.src)
-                    continue
-                if not data:
-                    return
-                await self.write_all(data)
-        except OSError as exc:  # EIO: the pty's last slave closed
-            log.debug("console copy ended", error=str(exc))
-
-
 class ConsoleIO:
     """A pty master wired to the stdin/stdout FIFOs."""
 
     def __init__(self, stdin: str, stdout: str) -> None:
         self.master = -1
-        self._fds: list[int] = []
         self._in = -1
-        self._out = -1
         self._stdin_keep = -1
+        self._out: tuple[int, int] | None = None  # (FIFO keep, FIFO write) until the copy owns them
+        self._in_copy: Copy | None = None
+        self._out_copy: Copy | None = None
         try:
             if stdin:
                 self._in, self._stdin_keep = _open_fifo_pair_for_read(stdin)
                 os.set_blocking(self._in, False)
-                self._fds.append(self._in)
             if stdout:
-                keep, self._out = _open_fifo_pair_for_write(stdout)
-                os.set_blocking(self._out, False)
-                self._fds += [keep, self._out]
+                self._out = _open_fifo_pair_for_write(stdout)
+                os.set_blocking(self._out[1], False)
         except BaseException:
-            self.close()
+            self._close_fds()
             raise
-        self._copies: list[_Copy] = []
 
     def child_fds(self) -> dict[int, int]:
         return {}
@@ -224,11 +179,11 @@ class ConsoleIO:
         self.master = master
         os.set_blocking(master, False)
         if self._in >= 0:
-            self._copies.append(_Copy(self._in, master))
-        if self._out >= 0:
-            self._copies.append(_Copy(master, self._out))
-        for copy in self._copies:
-            copy.task = asyncio.get_running_loop().create_task(copy.run())
+            self._in_copy = Copy(self._in, master, owned=(self._in,))
+            self._in = -1
+        if self._out is not None:
+            self._out_copy = Copy(master, self._out[1], owned=self._out)
+            self._out = None
 
     def resize(self, width: int, height: int) -> None:
         if self.master >= 0:
@@ -240,32 +195,33 @@ class ConsoleIO:
             self._stdin_keep = -1
 
     async def drain(self, timeout: float = 2.0) -> None:
-        """Let the copy move what is still in the pty to stdout, so that an
-        exit is reported after the process's last output (a client stops
-        reading once Wait answers)."""
-        if self.master < 0 or self._out < 0:
-            return
-        out = next(c for c in self._copies if c.src == self.master)
-        poller = select.poll()
-        poller.register(self.master, select.POLLIN)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while out.task is not None and not out.task.done():
-                    events = poller.poll(0)
-                    if not events or not events[0][1] & select.POLLIN:
-                        return
-                    await asyncio.sleep(0.002)
+        """The process exited: copy what is still in the pty to stdout, then
+        close stdout, before the exit is reported.
 
-    def close(self) -> None:
-        for copy in self._copies:
-            if copy.task is not None:
-                copy.task.cancel()
-        self._copies.clear()
+        containerd shuts the console down when a process exits
+        (pkg/process ``setExited`` -> ``ShutdownConsole``), which ends
+        ``CopyConsole``'s copy, which closes its stdout FIFO ends.  The
+        client then reads the last output and EOF: dockerd, after
+        /tasks/exit, waits up to 2 s for that EOF and then closes the FIFO
+        under its own reader ("stream copy error: ... file already closed").
+        """
+        if self._out_copy is not None:
+            await self._out_copy.flush(timeout)
+            await self._out_copy.stop()
+
+    def _close_fds(self) -> None:
         self.close_stdin()
-        for fd in self._fds:
-            with contextlib.suppress(OSError):
+        for fd in (self._in, *(self._out or ())):
+            if fd >= 0:
                 os.close(fd)
-        self._fds.clear()
+        self._in = -1
+        self._out = None
         if self.master >= 0:
             os.close(self.master)
             self.master = -1
+
+    async def close(self) -> None:
+        for copy in (self._in_copy, self._out_copy):
+            if copy is not None:
+                await copy.stop()
+        self._close_fds()

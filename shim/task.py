@@ -265,8 +265,8 @@ class TaskService:
         if r.exec_id:
             del c.execs[r.exec_id]
         else:
-            for e in c.execs.values():
-                e.close_io()
+            for e in list(c.execs.values()):
+                await e.close_io()
             if c.oom is not None:
                 c.oom.stop()
             del self.containers[r.id]

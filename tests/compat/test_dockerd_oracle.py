@@ -198,6 +198,20 @@ def test_oom_kill_is_one_event(shared_dockerd: Dockerd) -> None:
     shared_dockerd.docker("rm", id_)
 
 
+def test_exec_tty_output_ends_before_exit(shared_dockerd: Dockerd) -> None:
+    """With a tty, stdout reaches EOF as the exit is reported, so dockerd's copy ends on its own."""
+    docker = shared_dockerd.docker
+    id_ = docker("run", "-d", "--network", "none", "busybox", "sleep", "600").stdout.strip()
+    for _ in range(3):
+        assert docker("exec", "-t", id_, "echo", "hi").stdout == "hi\n"  # the pty's \r\n, read as text
+    # dockerd handles a container's events in order: the exec exits were handled before the kill's.
+    # Had stdout stayed open, dockerd would have waited 2 s for its EOF after each exit, then closed
+    # the FIFO under its own reader.  (With containerd's shim, which closes stdout just after the
+    # exit event, dockerd sometimes logs "stream copy error: reading from a closed fifo" instead.)
+    docker("rm", "-f", id_)
+    assert "file already closed" not in shared_dockerd.log()
+
+
 def test_shims_remove_their_sockets(shared_dockerd: Dockerd) -> None:
     """Every shim removes its socket when it exits, even once the daemon removed its bundle.
 
