@@ -1,12 +1,14 @@
 """A process's stdio: the client's FIFOs, wired to the process or to its pty.
 
-Without a terminal the FIFOs themselves become the process's stdio (runc
-passes its own stdio through to the container), so output reaches the client
-with no copy in the shim and is all in the FIFO by the time the exit is
-reaped.  As containerd's shim does (pkg/process/io.go), the shim keeps its own
-read end on stdout/stderr, so the process never gets EPIPE after the client
-goes away (``run -d``, a later ``task attach``), and its own write end on
-stdin, so stdin reaches EOF only after ``CloseIO`` *and* the client closing.
+Without a terminal, stdin and stdout FIFOs themselves become the process's
+stdio (runc passes its own stdio through to the container), so its output
+reaches the client with no copy in the shim and is all in the FIFO by the
+time the exit is reaped.  Stderr goes through a pipe that the shim copies
+once the runtime succeeded (``PipeIO`` says why).  As containerd's shim does
+(pkg/process/io.go), the shim keeps its own read end on stdout/stderr, so
+the process never gets EPIPE after the client goes away (``run -d``, a later
+``task attach``), and its own write end on stdin, so stdin reaches EOF only
+after ``CloseIO`` *and* the client closing.
 
 With a terminal, runc hands the pty master over the console socket
 (SCM_RIGHTS) and the shim copies stdin FIFO -> master -> stdout FIFO
@@ -67,49 +69,85 @@ def _open_target(path: str, *, for_write: bool) -> tuple[int, int]:
 
 
 class PipeIO:
-    """Stdio FIFOs handed straight to the process."""
+    """Stdio FIFOs handed to the process: stdin and stdout as they are,
+    stderr through a pipe the shim copies to the FIFO.
+
+    The runtime passes its own stdio through to the process, so whatever
+    ``runc create``/``runc exec`` prints about its own failure lands on the
+    process's stderr.  containerd gives the runtime pipes and starts copying
+    them only once the runtime succeeded (pkg/process/init.go ``Create``), so
+    that text never reaches the client (``docker logs``); the runtime's error
+    comes back from Create through ``log.json`` instead.  The runtime prints
+    nothing on stdout, so stdout needs no copy.
+    """
 
     def __init__(self, stdin: str, stdout: str, stderr: str) -> None:
         self._child: dict[int, int] = {}
         self._keep: list[int] = []
         self._stdin_keep = -1
+        self._stderr: tuple[int, int, int] | None = None  # (pipe read end, FIFO keep, FIFO write) until copied
+        self._stderr_copy: Copy | None = None
         try:
             if stdin:
                 read, self._stdin_keep = _open_target(stdin, for_write=False)
                 self._child[0] = read
-            for target, path in ((1, stdout), (2, stderr)):
-                if path:
-                    keep, write = _open_target(path, for_write=True)
-                    if keep >= 0:
-                        self._keep.append(keep)
-                    self._child[target] = write
+            if stdout:
+                keep, self._child[1] = _open_target(stdout, for_write=True)
+                if keep >= 0:
+                    self._keep.append(keep)
+            if stderr:
+                keep, write = _open_target(stderr, for_write=True)
+                read, self._child[2] = os.pipe2(os.O_CLOEXEC)
+                self._stderr = (read, keep, write)
         except BaseException:
-            self.close()
+            self._close_fds()
             raise
 
     def child_fds(self) -> dict[int, int]:
         return dict(self._child)
 
     def started(self) -> None:
-        """The process holds its stdio now; drop our copies of its ends."""
+        """The runtime ran: the process holds its stdio now; drop our copies of its ends."""
         for fd in self._child.values():
             os.close(fd)
         self._child.clear()
+
+    def copy(self) -> None:
+        """The runtime succeeded: from now on, the process's stderr goes to the client."""
+        if self._stderr is not None:
+            read, keep, write = self._stderr
+            self._stderr = None
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            self._stderr_copy = Copy(read, write, owned=(read, write) if keep < 0 else (read, keep, write))
 
     def close_stdin(self) -> None:
         if self._stdin_keep >= 0:
             os.close(self._stdin_keep)
             self._stdin_keep = -1
 
-    async def drain(self) -> None:
-        """Nothing to flush: the process wrote into the FIFOs itself."""
+    async def drain(self, timeout: float = 2.0) -> None:
+        """The process exited: what it wrote to stdout is in the FIFO; wait
+        for the copy to move its stderr there too."""
+        if self._stderr_copy is not None:
+            await self._stderr_copy.flush(timeout)
 
-    async def close(self) -> None:
+    def _close_fds(self) -> None:
         self.started()
         self.close_stdin()
         for fd in self._keep:
             os.close(fd)
         self._keep.clear()
+        if self._stderr is not None:  # the runtime failed: its words stay out of the FIFO
+            for fd in self._stderr:
+                if fd >= 0:
+                    os.close(fd)
+            self._stderr = None
+
+    async def close(self) -> None:
+        if self._stderr_copy is not None:
+            await self._stderr_copy.stop()
+        self._close_fds()
 
 
 class ConsoleSocket:

@@ -86,6 +86,7 @@ class Process:
                     await runtime_call("", self.io.child_fds())
                 finally:
                     self.io.started()
+                self.io.copy()
         except BaseException:
             await self.close_io()
             raise

@@ -198,6 +198,26 @@ def test_oom_kill_is_one_event(shared_dockerd: Dockerd) -> None:
     shared_dockerd.docker("rm", id_)
 
 
+def test_runtime_error_is_not_container_output(shared_dockerd: Dockerd) -> None:
+    """runc's own error on create or exec is the error docker reports, not the container's stderr."""
+    docker = shared_dockerd.docker
+    run = docker("run", "--name", "missing-command", "--network", "none", "busybox", "/does-not-exist", check=False)
+    assert run.returncode == 127, run
+    assert run.stderr.count("runc create failed") == 1, run.stderr  # in the error, not also from the stream
+    logs = docker("logs", "missing-command")
+    assert (logs.stdout, logs.stderr) == ("", "")
+    docker("rm", "missing-command")
+
+    id_ = docker("run", "-d", "--network", "none", "busybox", "sleep", "600").stdout.strip()
+    exec_ = docker("exec", id_, "/does-not-exist", check=False)
+    assert exec_.returncode == 126, exec_
+    assert "OCI runtime exec failed" in exec_.stdout, exec_  # dockerd's error, on the attach stream
+    assert exec_.stderr == ""  # nothing came through the exec's stderr FIFO
+    mixed = docker("exec", id_, "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+    assert (mixed.returncode, mixed.stdout, mixed.stderr) == (4, "out\n", "err\n")
+    docker("rm", "-f", id_)
+
+
 def test_exec_tty_output_ends_before_exit(shared_dockerd: Dockerd) -> None:
     """With a tty, stdout reaches EOF as the exit is reported, so dockerd's copy ends on its own."""
     docker = shared_dockerd.docker
