@@ -186,6 +186,8 @@ def test_oom_kill_is_one_event(shared_dockerd: Dockerd) -> None:
     """
     if shared_dockerd.containerd_shim:
         pytest.skip("containerd's cgroup v1 shim publishes an event per kernel signal, not per kill")
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("lamina's shim watches OOM kills on cgroup v1 only (no memory.events watcher yet)")
     rounds, side_by_side = 2, 3  # tail /dev/zero only ends by an OOM kill
     round_ = " & ".join(["tail /dev/zero"] * side_by_side)
     id_ = shared_dockerd.docker(
