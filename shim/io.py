@@ -97,6 +97,7 @@ class PipeIO:
                     self._keep.append(keep)
             if stderr:
                 keep, write = _open_target(stderr, for_write=True)
+                self._stderr = (-1, keep, write)
                 read, self._child[2] = os.pipe2(os.O_CLOEXEC)
                 self._stderr = (read, keep, write)
         except BaseException:
@@ -119,7 +120,7 @@ class PipeIO:
             self._stderr = None
             os.set_blocking(read, False)
             os.set_blocking(write, False)
-            self._stderr_copy = Copy(read, write, owned=(read, write) if keep < 0 else (read, keep, write))
+            self._stderr_copy = Copy(read, write, owned=tuple(fd for fd in (read, keep, write) if fd >= 0))
 
     def close_stdin(self) -> None:
         if self._stdin_keep >= 0:
