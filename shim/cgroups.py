@@ -11,10 +11,8 @@ skipped, as ``cgroups.IgnoreNotExist``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
-from collections.abc import Callable
 
 from google.protobuf.message import Message
 
@@ -58,7 +56,7 @@ def _int(path: str) -> int:
     return 0 if text in ("", "max") else int(text.split()[0])
 
 
-def _kv(path: str) -> dict[str, int]:
+def read_kv(path: str) -> dict[str, int]:
     text = _read(path) or ""
     out: dict[str, int] = {}
     for line in text.splitlines():
@@ -73,7 +71,7 @@ class Cgroup:
         self.v2 = unified()
         self.paths = _paths(pid)
 
-    def _dir(self, controller: str) -> str:
+    def controller_dir(self, controller: str) -> str:
         if self.v2:
             return ROOT + self.paths.get("", "/")
         return os.path.join(ROOT, controller) + self.paths.get(controller, "/")
@@ -83,24 +81,24 @@ class Cgroup:
 
     def _stats_v1(self) -> v1.Metrics:
         m = v1.Metrics()
-        pids = self._dir("pids")
+        pids = self.controller_dir("pids")
         m.pids.current = _int(f"{pids}/pids.current")
         m.pids.limit = _int(f"{pids}/pids.max")
 
-        acct = self._dir("cpuacct")
+        acct = self.controller_dir("cpuacct")
         usage = m.cpu.usage
         usage.total = _int(f"{acct}/cpuacct.usage")
         usage.per_cpu.extend(int(v) for v in (_read(f"{acct}/cpuacct.usage_percpu") or "").split())
-        ticks = _kv(f"{acct}/cpuacct.stat")
+        ticks = read_kv(f"{acct}/cpuacct.stat")
         usage.user = ticks.get("user", 0) * _USER_HZ_NS
         usage.kernel = ticks.get("system", 0) * _USER_HZ_NS
-        throttle = _kv(f"{self._dir('cpu')}/cpu.stat")
+        throttle = read_kv(f"{self.controller_dir('cpu')}/cpu.stat")
         m.cpu.throttling.periods = throttle.get("nr_periods", 0)
         m.cpu.throttling.throttled_periods = throttle.get("nr_throttled", 0)
         m.cpu.throttling.throttled_time = throttle.get("throttled_time", 0)
 
-        mem = self._dir("memory")
-        stat = _kv(f"{mem}/memory.stat")
+        mem = self.controller_dir("memory")
+        stat = read_kv(f"{mem}/memory.stat")
         for field in v1.MemoryStat.DESCRIPTOR.fields:
             base = field.name.removeprefix("total_")
             key = _V1_MEMORY_KEYS.get(base, base)
@@ -113,12 +111,12 @@ class Cgroup:
             entry.limit = _int(f"{mem}/{prefix}.limit_in_bytes")
             entry.max = _int(f"{mem}/{prefix}.max_usage_in_bytes")
             entry.failcnt = _int(f"{mem}/{prefix}.failcnt")
-        oom = _kv(f"{mem}/memory.oom_control")
+        oom = read_kv(f"{mem}/memory.oom_control")
         m.memory_oom_control.oom_kill_disable = oom.get("oom_kill_disable", 0)
         m.memory_oom_control.under_oom = oom.get("under_oom", 0)
         m.memory_oom_control.oom_kill = oom.get("oom_kill", 0)
 
-        blkio = self._dir("blkio")
+        blkio = self.controller_dir("blkio")
         for field, name in (("io_service_bytes_recursive", "io_service_bytes_recursive"),
                             ("io_serviced_recursive", "io_serviced_recursive")):
             text = _read(f"{blkio}/blkio.{name}") or ""
@@ -134,13 +132,13 @@ class Cgroup:
 
     def _stats_v2(self) -> v2.Metrics:
         m = v2.Metrics()
-        path = self._dir("")
+        path = self.controller_dir("")
         m.pids.current = _int(f"{path}/pids.current")
         m.pids.limit = _int(f"{path}/pids.max")
-        cpu = _kv(f"{path}/cpu.stat")
+        cpu = read_kv(f"{path}/cpu.stat")
         for field in v2.CPUStat.DESCRIPTOR.fields:
             setattr(m.cpu, field.name, cpu.get(field.name, 0))
-        stat = _kv(f"{path}/memory.stat")
+        stat = read_kv(f"{path}/memory.stat")
         for field in v2.MemoryStat.DESCRIPTOR.fields:
             if field.name in stat:
                 setattr(m.memory, field.name, stat[field.name])
@@ -148,7 +146,7 @@ class Cgroup:
         m.memory.usage_limit = _int(f"{path}/memory.max")
         m.memory.swap_usage = _int(f"{path}/memory.swap.current")
         m.memory.swap_limit = _int(f"{path}/memory.swap.max")
-        events = _kv(f"{path}/memory.events")
+        events = read_kv(f"{path}/memory.events")
         for field in v2.MemoryEvents.DESCRIPTOR.fields:
             setattr(m.memory_events, field.name, events.get(field.name, 0))
         for line in (_read(f"{path}/io.stat") or "").splitlines():
@@ -159,48 +157,3 @@ class Cgroup:
                            **{k: int(values.get(k, 0)) for k in ("rbytes", "wbytes", "rios", "wios")})
         return m
 
-
-class OOMWatcher:
-    """cgroup v1 OOM notifications (containerd pkg/oom/v1): an eventfd armed
-    through ``cgroup.event_control`` on ``memory.oom_control``.  The eventfd
-    also fires when the cgroup is removed; that ends the watch quietly."""
-
-    def __init__(self, efd: int, control: int, memory_dir: str, notify: Callable[[], None]) -> None:
-        self._efd = efd
-        self._control = control
-        self._dir = memory_dir
-        self._notify = notify
-        asyncio.get_running_loop().add_reader(efd, self._ready)
-
-    @classmethod
-    def start(cls, cgroup: Cgroup, notify: Callable[[], None]) -> OOMWatcher | None:
-        memory_dir = cgroup._dir("memory")
-        try:
-            control = os.open(f"{memory_dir}/memory.oom_control", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            return None
-        efd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-        try:
-            with open(f"{memory_dir}/cgroup.event_control", "w") as f:
-                f.write(f"{efd} {control}")
-        except OSError:
-            os.close(efd)
-            os.close(control)
-            return None
-        return cls(efd, control, memory_dir, notify)
-
-    def _ready(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(self._efd)
-        if not os.path.isdir(self._dir):
-            self.stop()
-            return
-        self._notify()
-
-    def stop(self) -> None:
-        if self._efd < 0:
-            return
-        asyncio.get_running_loop().remove_reader(self._efd)
-        os.close(self._efd)
-        os.close(self._control)
-        self._efd = -1

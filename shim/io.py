@@ -1,17 +1,18 @@
 """A process's stdio: the client's FIFOs, wired to the process or to its pty.
 
-Without a terminal the FIFOs themselves become the process's stdio (runc
-passes its own stdio through to the container), so output reaches the client
-with no copy in the shim and is all in the FIFO by the time the exit is
-reaped.  As containerd's shim does (pkg/process/io.go), the shim keeps its own
-read end on stdout/stderr, so the process never gets EPIPE after the client
-goes away (``run -d``, a later ``task attach``), and its own write end on
-stdin, so stdin reaches EOF only after ``CloseIO`` *and* the client closing.
+Without a terminal, stdin and stdout FIFOs themselves become the process's
+stdio (runc passes its own stdio through to the container), so its output
+reaches the client with no copy in the shim and is all in the FIFO by the
+time the exit is reaped.  Stderr goes through a pipe that the shim copies
+once the runtime succeeded (``PipeIO`` says why).  As containerd's shim does
+(pkg/process/io.go), the shim keeps its own read end on stdout/stderr, so
+the process never gets EPIPE after the client goes away (``run -d``, a later
+``task attach``), and its own write end on stdin, so stdin reaches EOF only
+after ``CloseIO`` *and* the client closing.
 
 With a terminal, runc hands the pty master over the console socket
 (SCM_RIGHTS) and the shim copies stdin FIFO -> master -> stdout FIFO
-(containerd's ``Platform.CopyConsole``).  The copies use non-blocking
-descriptors on the event loop, pausing while the destination is full.
+(containerd's ``Platform.CopyConsole``), with ``shim/copy.py``.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ import asyncio
 import contextlib
 import fcntl
 import os
-import select
 import socket
 import stat
 import struct
 import tempfile
 import termios
 
-from lamina.shim.log import log
+from lamina.shim.copy import Copy
 
 
 def _open_fifo_pair_for_write(path: str) -> tuple[int, int]:
@@ -69,49 +69,86 @@ def _open_target(path: str, *, for_write: bool) -> tuple[int, int]:
 
 
 class PipeIO:
-    """Stdio FIFOs handed straight to the process."""
+    """Stdio FIFOs handed to the process: stdin and stdout as they are,
+    stderr through a pipe the shim copies to the FIFO.
+
+    The runtime passes its own stdio through to the process, so whatever
+    ``runc create``/``runc exec`` prints about its own failure lands on the
+    process's stderr.  containerd gives the runtime pipes and starts copying
+    them only once the runtime succeeded (pkg/process/init.go ``Create``), so
+    that text never reaches the client (``docker logs``); the runtime's error
+    comes back from Create through ``log.json`` instead.  The runtime prints
+    nothing on stdout, so stdout needs no copy.
+    """
 
     def __init__(self, stdin: str, stdout: str, stderr: str) -> None:
         self._child: dict[int, int] = {}
         self._keep: list[int] = []
         self._stdin_keep = -1
+        self._stderr: tuple[int, int, int] | None = None  # (pipe read end, FIFO keep, FIFO write) until copied
+        self._stderr_copy: Copy | None = None
         try:
             if stdin:
                 read, self._stdin_keep = _open_target(stdin, for_write=False)
                 self._child[0] = read
-            for target, path in ((1, stdout), (2, stderr)):
-                if path:
-                    keep, write = _open_target(path, for_write=True)
-                    if keep >= 0:
-                        self._keep.append(keep)
-                    self._child[target] = write
+            if stdout:
+                keep, self._child[1] = _open_target(stdout, for_write=True)
+                if keep >= 0:
+                    self._keep.append(keep)
+            if stderr:
+                keep, write = _open_target(stderr, for_write=True)
+                self._stderr = (-1, keep, write)
+                read, self._child[2] = os.pipe2(os.O_CLOEXEC)
+                self._stderr = (read, keep, write)
         except BaseException:
-            self.close()
+            self._close_fds()
             raise
 
     def child_fds(self) -> dict[int, int]:
         return dict(self._child)
 
     def started(self) -> None:
-        """The process holds its stdio now; drop our copies of its ends."""
+        """The runtime ran: the process holds its stdio now; drop our copies of its ends."""
         for fd in self._child.values():
             os.close(fd)
         self._child.clear()
+
+    def copy(self) -> None:
+        """The runtime succeeded: from now on, the process's stderr goes to the client."""
+        if self._stderr is not None:
+            read, keep, write = self._stderr
+            self._stderr = None
+            os.set_blocking(read, False)
+            os.set_blocking(write, False)
+            self._stderr_copy = Copy(read, write, owned=tuple(fd for fd in (read, keep, write) if fd >= 0))
 
     def close_stdin(self) -> None:
         if self._stdin_keep >= 0:
             os.close(self._stdin_keep)
             self._stdin_keep = -1
 
-    async def drain(self) -> None:
-        """Nothing to flush: the process wrote into the FIFOs itself."""
+    async def drain(self, timeout: float = 2.0) -> None:
+        """The process exited: what it wrote to stdout is in the FIFO; wait
+        for the copy to move its stderr there too."""
+        if self._stderr_copy is not None:
+            await self._stderr_copy.flush(timeout)
 
-    def close(self) -> None:
+    def _close_fds(self) -> None:
         self.started()
         self.close_stdin()
         for fd in self._keep:
             os.close(fd)
         self._keep.clear()
+        if self._stderr is not None:  # the runtime failed: its words stay out of the FIFO
+            for fd in self._stderr:
+                if fd >= 0:
+                    os.close(fd)
+            self._stderr = None
+
+    async def close(self) -> None:
+        if self._stderr_copy is not None:
+            await self._stderr_copy.stop()
+        self._close_fds()
 
 
 class ConsoleSocket:
@@ -150,69 +187,26 @@ class ConsoleSocket:
             os.rmdir(self._dir)
 
 
-class _Copy:
-    """One direction of a non-blocking copy on the loop."""
-
-    def __init__(self, src: int, dst: int, *, on_eof: bool = False) -> None:
-        self.src = src
-        self.dst = dst
-        self.close_dst_on_eof = on_eof
-        self.task: asyncio.Task[None] | None = None
-
-    async def _wait(self, add: str, remove: str, fd: int) -> None:
-        loop = asyncio.get_running_loop()
-        ready = asyncio.Event()
-        getattr(loop, add)(fd, ready.set)
-        try:
-            await ready.wait()
-        finally:
-            getattr(loop, remove)(fd)
-
-    async def write_all(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(self.dst, view):]
-            except BlockingIOError:
-                await self._wait("add_writer", "remove_writer", self.dst)
-
-    async def run(self) -> None:
-        try:
-            while True:
-                try:
-                    data = os.read(self.src, 65536)
-                except BlockingIOError:
-                    await self._wait("add_reader", "remove_reader", self.src)
-                    continue
-                if not data:
-                    return
-                await self.write_all(data)
-        except OSError as exc:  # EIO: the pty's last slave closed
-            log.debug("console copy ended", error=str(exc))
-
-
 class ConsoleIO:
     """A pty master wired to the stdin/stdout FIFOs."""
 
     def __init__(self, stdin: str, stdout: str) -> None:
         self.master = -1
-        self._fds: list[int] = []
         self._in = -1
-        self._out = -1
         self._stdin_keep = -1
+        self._out: tuple[int, int] | None = None  # (FIFO keep, FIFO write) until the copy owns them
+        self._in_copy: Copy | None = None
+        self._out_copy: Copy | None = None
         try:
             if stdin:
                 self._in, self._stdin_keep = _open_fifo_pair_for_read(stdin)
                 os.set_blocking(self._in, False)
-                self._fds.append(self._in)
             if stdout:
-                keep, self._out = _open_fifo_pair_for_write(stdout)
-                os.set_blocking(self._out, False)
-                self._fds += [keep, self._out]
+                self._out = _open_fifo_pair_for_write(stdout)
+                os.set_blocking(self._out[1], False)
         except BaseException:
-            self.close()
+            self._close_fds()
             raise
-        self._copies: list[_Copy] = []
 
     def child_fds(self) -> dict[int, int]:
         return {}
@@ -224,11 +218,11 @@ class ConsoleIO:
         self.master = master
         os.set_blocking(master, False)
         if self._in >= 0:
-            self._copies.append(_Copy(self._in, master))
-        if self._out >= 0:
-            self._copies.append(_Copy(master, self._out))
-        for copy in self._copies:
-            copy.task = asyncio.get_running_loop().create_task(copy.run())
+            self._in_copy = Copy(self._in, master, owned=(self._in,))
+            self._in = -1
+        if self._out is not None:
+            self._out_copy = Copy(master, self._out[1], owned=self._out)
+            self._out = None
 
     def resize(self, width: int, height: int) -> None:
         if self.master >= 0:
@@ -240,32 +234,33 @@ class ConsoleIO:
             self._stdin_keep = -1
 
     async def drain(self, timeout: float = 2.0) -> None:
-        """Let the copy move what is still in the pty to stdout, so that an
-        exit is reported after the process's last output (a client stops
-        reading once Wait answers)."""
-        if self.master < 0 or self._out < 0:
-            return
-        out = next(c for c in self._copies if c.src == self.master)
-        poller = select.poll()
-        poller.register(self.master, select.POLLIN)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while out.task is not None and not out.task.done():
-                    events = poller.poll(0)
-                    if not events or not events[0][1] & select.POLLIN:
-                        return
-                    await asyncio.sleep(0.002)
+        """The process exited: copy what is still in the pty to stdout, then
+        close stdout, before the exit is reported.
 
-    def close(self) -> None:
-        for copy in self._copies:
-            if copy.task is not None:
-                copy.task.cancel()
-        self._copies.clear()
+        containerd shuts the console down when a process exits
+        (pkg/process ``setExited`` -> ``ShutdownConsole``), which ends
+        ``CopyConsole``'s copy, which closes its stdout FIFO ends.  The
+        client then reads the last output and EOF: dockerd, after
+        /tasks/exit, waits up to 2 s for that EOF and then closes the FIFO
+        under its own reader ("stream copy error: ... file already closed").
+        """
+        if self._out_copy is not None:
+            await self._out_copy.flush(timeout)
+            await self._out_copy.stop()
+
+    def _close_fds(self) -> None:
         self.close_stdin()
-        for fd in self._fds:
-            with contextlib.suppress(OSError):
+        for fd in (self._in, *(self._out or ())):
+            if fd >= 0:
                 os.close(fd)
-        self._fds.clear()
+        self._in = -1
+        self._out = None
         if self.master >= 0:
             os.close(self.master)
             self.master = -1
+
+    async def close(self) -> None:
+        for copy in (self._in_copy, self._out_copy):
+            if copy is not None:
+                await copy.stop()
+        self._close_fds()

@@ -67,9 +67,9 @@ class Process:
         if self.io is not None:
             self.io.close_stdin()
 
-    def close_io(self) -> None:
+    async def close_io(self) -> None:
         if self.io is not None:
-            self.io.close()
+            await self.io.close()
 
     async def _start_io(self, runtime_call: RuntimeCall) -> None:
         """Open stdio, run the runtime command, hand over the pty if any."""
@@ -86,8 +86,9 @@ class Process:
                     await runtime_call("", self.io.child_fds())
                 finally:
                     self.io.started()
+                self.io.copy()
         except BaseException:
-            self.close_io()
+            await self.close_io()
             raise
         finally:
             if console is not None:
@@ -149,7 +150,7 @@ class Init(Process):
             if "does not exist" not in str(exc):
                 error = RuntimeError_(f"failed to delete task: {exc}")
         self.state = "deleted"
-        self.close_io()
+        await self.close_io()
         if self.rootfs:
             from lamina.core.mount_ops import unmount_all
 
@@ -255,7 +256,7 @@ class Exec(Process):
         if self.state == "running":
             raise FailedPrecondition("cannot delete a running process")
         self.state = "deleted"
-        self.close_io()
+        await self.close_io()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.pid_file)
 

@@ -4,8 +4,11 @@ As shim.go ``run`` serving mode: child subreaper, SIGCHLD reaping, SIGPIPE
 ignored (events and logs outlive the daemon), the Task service on the
 inherited listening socket (fd 3), events forwarded to ``$TTRPC_ADDRESS``.
 The shim ends on Shutdown once no container is left, or on SIGTERM/SIGINT;
-then it stops listening, removes its socket (the ``address`` file names it),
-sends the events still queued (up to 5 s) and exits.
+then it stops listening, removes its socket, sends the events still queued
+(up to 5 s) and exits.  The socket's path is taken from the listening socket
+when serving starts, as containerd's task service reads the ``address`` file
+then (runtime/v2/runc/task/service.go ``New``): at exit the daemon may
+already have removed the bundle, and the ``address`` file with it.
 
 A shim pre-forked by laminad's zygote (``shim/spare.py``) runs the same
 loop before it knows its task: ``run_assigned`` takes a coroutine that
@@ -67,18 +70,18 @@ async def _serve(assign: Assign) -> int:
     server = Server()
     service.register(server)
     if isinstance(listener, str):
-        await server.start(listener)
+        await server.start(listener)  # the server removes a socket it created
+        own_socket = ""
     else:
         await server.start(sock=listener)
+        own_socket = listener.getsockname()
     log.info("shim serving")
     await done.wait()
 
     await server.shutdown(timeout=2.0)
-    with contextlib.suppress(OSError):
-        with open("address") as f:
-            address = f.read().strip()
-        if address.startswith("unix://"):
-            os.unlink(address.removeprefix("unix://"))
+    if own_socket:
+        with contextlib.suppress(OSError):
+            os.unlink(own_socket)
     await publisher.close(timeout=5.0)
     log.info("shim exited")
     return 0

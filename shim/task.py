@@ -42,6 +42,7 @@ from lamina.shim import cgroups
 from lamina.shim import rootfs as shim_rootfs
 from lamina.shim.events import Publisher, pack
 from lamina.shim.log import log
+from lamina.shim.oom import OOMWatcher
 from lamina.shim.process import Exec, Init, Process, Stdio
 from lamina.shim.reaper import Reaper
 from lamina.shim.runc import DEFAULT_ROOT, Runtime
@@ -82,7 +83,7 @@ class Container:
         self.kill_all = kill_all
         self.execs: dict[str, Exec] = {}
         self.cgroup: cgroups.Cgroup | None = None
-        self.oom: cgroups.OOMWatcher | None = None
+        self.oom: OOMWatcher | None = None
 
     def processes(self) -> list[Process]:
         return [self.init, *self.execs.values()]
@@ -167,6 +168,8 @@ class TaskService:
                 await c.init.runtime.kill(c.id, signal.SIGKILL, all=True)
         if p.io is not None:
             await p.io.drain()
+        if p is c.init and c.oom is not None:
+            c.oom.check()  # a kill of the init is published before its exit
         p.set_exited(status)
         self.publisher.publish("/tasks/exit", events.TaskExit(
             container_id=c.id, id=p.id, pid=p.pid, exit_status=status, exited_at=timestamp(p.exited_at_ns)))
@@ -228,7 +231,7 @@ class TaskService:
             await p.start()  # type: ignore[attr-defined]
             if p is c.init:
                 if c.cgroup is not None and not c.cgroup.v2:
-                    c.oom = cgroups.OOMWatcher.start(c.cgroup, lambda: self.publisher.publish(
+                    c.oom = OOMWatcher.start(c.cgroup, lambda: self.publisher.publish(
                         "/tasks/oom", events.TaskOOM(container_id=c.id)))
                 self.publisher.publish("/tasks/start", events.TaskStart(container_id=c.id, pid=p.pid))
             else:
@@ -249,8 +252,8 @@ class TaskService:
         if r.exec_id:
             del c.execs[r.exec_id]
         else:
-            for e in c.execs.values():
-                e.close_io()
+            for e in list(c.execs.values()):
+                await e.close_io()
             if c.oom is not None:
                 c.oom.stop()
             del self.containers[r.id]

@@ -8,6 +8,7 @@ turned into a docker-archive by skopeo and ``docker load``-ed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from lamina.shim.start import socket_address
 from tests.compat.test_docker_contract import VARIANTS, _cleanup, _daemon_args
 from tests.conftest import Daemon, make_daemon
 from tests.integration.test_runtime_support import needs_runc, shim_pids
@@ -48,6 +50,7 @@ def docker_archive(busybox_archive: str, tmp_path_factory: pytest.TempPathFactor
 class Dockerd:
     laminad: Daemon
     base: str
+    containerd_shim: bool = False  # io.containerd.runc.v2 is containerd's shim, not lamina's
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -108,14 +111,14 @@ class Dockerd:
             return f.read()[-20000:]
 
 
-@pytest.fixture(params=VARIANTS)
-def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
+@contextlib.contextmanager
+def _running_dockerd(param: tuple[str, bool]) -> Iterator[Dockerd]:
     """dockerd on a laminad of its own; with lamina's shim io.containerd.runc.v2 is lamina's (the default)."""
-    _, containerd_shim = request.param
+    _, containerd_shim = param
     d = make_daemon()
     d.extra_args = _daemon_args(d, containerd_shim)
     d.start()
-    engine = Dockerd(d, os.path.join(d.base, "docker"))
+    engine = Dockerd(d, os.path.join(d.base, "docker"), containerd_shim=containerd_shim)
     passed = False
     try:
         engine.start()
@@ -130,6 +133,21 @@ def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
             engine.stop()
         finally:
             _cleanup(d, os.path.join(engine.base, "x", "runtime-runc"), check=passed)
+
+
+@pytest.fixture(params=VARIANTS)
+def dockerd(request: pytest.FixtureRequest) -> Iterator[Dockerd]:
+    """A dockerd of the test's own (it may restart laminad)."""
+    with _running_dockerd(request.param) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def shared_dockerd(request: pytest.FixtureRequest, docker_archive: str) -> Iterator[Dockerd]:
+    """A dockerd for the module's tests that leave laminad alone, with busybox loaded."""
+    with _running_dockerd(request.param) as engine:
+        engine.docker("load", "-i", docker_archive)
+        yield engine
 
 
 def test_docker_run(dockerd: Dockerd, docker_archive: str) -> None:
@@ -155,3 +173,85 @@ def test_docker_run(dockerd: Dockerd, docker_archive: str) -> None:
     assert docker("inspect", "-f", "{{.State.ExitCode}}", id_).stdout.strip() == "137"
     docker("rm", id_)
     eventually(lambda: shim_pids(dockerd.laminad) == [], what="every shim to exit")
+
+
+def _events(dockerd: Dockerd, id_: str) -> list[str]:
+    """The actions dockerd logged for container ``id_`` so far, oldest first."""
+    until = str(time.time() + 1)  # docker events --until ends the replay instead of following
+    return dockerd.docker("events", "--since", "0", "--until", until, "--filter", f"container={id_}",
+                          "--format", "{{.Action}}").stdout.split()
+
+
+def test_oom_kill_is_one_event(shared_dockerd: Dockerd) -> None:
+    """Each OOM kill is one /tasks/oom (one docker "oom" event), however often the kernel signals.
+
+    Allocators side by side make the kernel signal a cgroup v1 eventfd more than once per
+    kill.  containerd's v1 shim publishes one event per signal (16 for 6 kills, seen with
+    dockerd 20.10), so this holds lamina's shim only.
+    """
+    if shared_dockerd.containerd_shim:
+        pytest.skip("containerd's cgroup v1 shim publishes an event per kernel signal, not per kill")
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        pytest.skip("lamina's shim watches OOM kills on cgroup v1 only (no memory.events watcher yet)")
+    rounds, side_by_side = 2, 3  # tail /dev/zero only ends by an OOM kill
+    round_ = " & ".join(["tail /dev/zero"] * side_by_side)
+    id_ = shared_dockerd.docker(
+        "run", "-d", "-m", "8m", "--memory-swap", "8m", "--network", "none", "busybox",
+        "sh", "-c", f"for i in $(seq {rounds}); do {round_}; wait; done").stdout.strip()
+    # the shim publishes the init's exit after the kills; dockerd handles a container's events in order
+    actions = eventually(lambda: (a := _events(shared_dockerd, id_)) and "die" in a and a, timeout=60,
+                         what="the OOM-killing container to exit")
+    assert actions.count("oom") == rounds * side_by_side, actions
+    shared_dockerd.docker("rm", id_)
+
+
+def test_runtime_error_is_not_container_output(shared_dockerd: Dockerd) -> None:
+    """runc's own error on create or exec is the error docker reports, not the container's stderr."""
+    docker = shared_dockerd.docker
+    run = docker("run", "--name", "missing-command", "--network", "none", "busybox", "/does-not-exist", check=False)
+    assert run.returncode == 127, run
+    assert run.stderr.count("runc create failed") == 1, run.stderr  # in the error, not also from the stream
+    logs = docker("logs", "missing-command")
+    assert (logs.stdout, logs.stderr) == ("", "")
+    docker("rm", "missing-command")
+
+    id_ = docker("run", "-d", "--network", "none", "busybox", "sleep", "600").stdout.strip()
+    exec_ = docker("exec", id_, "/does-not-exist", check=False)
+    assert exec_.returncode == 126, exec_
+    assert "OCI runtime exec failed" in exec_.stdout, exec_  # dockerd's error, on the attach stream
+    assert exec_.stderr == ""  # nothing came through the exec's stderr FIFO
+    mixed = docker("exec", id_, "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+    assert (mixed.returncode, mixed.stdout, mixed.stderr) == (4, "out\n", "err\n")
+    docker("rm", "-f", id_)
+
+
+def test_exec_tty_output_ends_before_exit(shared_dockerd: Dockerd) -> None:
+    """With a tty, stdout reaches EOF as the exit is reported, so dockerd's copy ends on its own."""
+    docker = shared_dockerd.docker
+    id_ = docker("run", "-d", "--network", "none", "busybox", "sleep", "600").stdout.strip()
+    for _ in range(3):
+        assert docker("exec", "-t", id_, "echo", "hi").stdout == "hi\n"  # the pty's \r\n, read as text
+    # dockerd handles a container's events in order: the exec exits were handled before the kill's.
+    # Had stdout stayed open, dockerd would have waited 2 s for its EOF after each exit, then closed
+    # the FIFO under its own reader.  (With containerd's shim, which closes stdout just after the
+    # exit event, dockerd sometimes logs "stream copy error: reading from a closed fifo" instead.)
+    docker("rm", "-f", id_)
+    assert "file already closed" not in shared_dockerd.log()
+
+
+def test_shims_remove_their_sockets(shared_dockerd: Dockerd) -> None:
+    """Every shim removes its socket when it exits, even once the daemon removed its bundle.
+
+    laminad removes the bundle (and the ``address`` file in it) as soon as Shutdown answers,
+    racing the shim's exit; removing the file first makes that race's loss certain.
+    """
+    docker = shared_dockerd.docker
+    ids = [docker("run", "-d", "--network", "none", "busybox", "sleep", "600").stdout.strip() for _ in range(5)]
+    sockets = [socket_address(shared_dockerd.laminad.address, "moby", id_).removeprefix("unix://") for id_ in ids]
+    assert all(os.path.exists(path) for path in sockets)
+    for id_ in ids:
+        os.unlink(os.path.join(shared_dockerd.laminad.state, "io.containerd.runtime.v2.task", "moby", id_, "address"))
+    docker("rm", "-f", *ids)
+    # a socket left behind stays for good: the timeout is the failure
+    eventually(lambda: not any(os.path.exists(path) for path in sockets), timeout=30,
+               what="every shim's socket to be removed")
