@@ -24,7 +24,7 @@ from lamina.diff.apply import apply_layer
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(os.geteuid() != 0, reason="owners, devices and trusted xattrs need root"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="owners, devices and overlay whiteouts need root"),
 ]
 
 # A v2 file capability (cap_net_bind_service+ep), as setcap writes it.
@@ -90,7 +90,7 @@ def build_tree(root: str) -> None:
     os.chmod(f"{root}/empty", 0o1777)
     os.chown(f"{root}/dir/sub", 123, 456)
     os.setxattr(f"{root}/dir/sub/small", "user.note", b"hello \xff binary")
-    os.setxattr(f"{root}/dir", "trusted.lamina", b"dir-xattr")
+    os.setxattr(f"{root}/dir", "user.lamina", b"dir-xattr")
     with open(f"{root}/ping", "w") as f:
         f.write("ping")
     os.chmod(f"{root}/ping", 0o755)
