@@ -146,7 +146,8 @@ class _Applier:
         except OSError as e:
             if e.errno not in _ENTRY_ERRNOS:
                 raise
-            raise InvalidArgument(f"{_entry(name)}: {os.strerror(e.errno).lower()}") from None
+            why = "refused by the kernel" if e.errno == errno.EINVAL else os.strerror(e.errno).lower()
+            raise InvalidArgument(f"{_entry(name)}: {why}") from None
 
     def _drop_xattrs(self, member: ts.Entry) -> None:
         for attr in [a for a in member.xattrs if _droppable(a)]:
@@ -335,7 +336,12 @@ def _lstat_at(dir_fd: int | None, name: str) -> os.stat_result | None:
 
 
 def _set_xattrs(member: ts.Entry, target: int | str) -> None:
-    """Set the entry's xattrs on an open fd, or on an ``at()`` path without following it."""
+    """Set the entry's xattrs on an open fd, or on an ``at()`` path without following it.
+
+    As containerd, an xattr the filesystem does not support, or a ``user.*``
+    one on what is neither a file nor a directory (the kernel allows none),
+    is skipped with a warning.
+    """
     for attr, raw in member.xattrs.items():
         try:
             if isinstance(target, int):
@@ -343,7 +349,11 @@ def _set_xattrs(member: ts.Entry, target: int | str) -> None:
             else:
                 os.setxattr(target, attr, raw, follow_symlinks=False)
         except OSError as e:
-            if e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            if e.errno == errno.EPERM and attr.startswith("user.") and isinstance(target, str):
+                mode = os.stat(target, follow_symlinks=False).st_mode
+                if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                    raise
+            elif e.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP):
                 raise
             log.warning("ignored xattr in layer", entry=member.name, xattr=attr)
 
