@@ -13,7 +13,6 @@ than a silently different tree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Protocol
 
 from lamina.core.errors import InvalidArgument
@@ -35,6 +34,7 @@ _PAX_GLOBAL = b"g"
 _GNU_LONGNAME = b"L"
 _GNU_LONGLINK = b"K"
 _HEADER_ONLY = frozenset({LNK, SYM, CHR, BLK, DIR, FIFO})
+_DEVICES = frozenset({CHR, BLK})
 _USTAR_MAGIC = b"ustar\x0000"
 _META_LIMIT = 1 << 20
 
@@ -76,7 +76,13 @@ def _str(raw: bytes) -> str:
 
 
 def _ns(text: str) -> int:
-    return int(Decimal(text) * 1_000_000_000)
+    """A PAX time ("[-]seconds[.fraction]") in nanoseconds, the fraction cut at 9 digits."""
+    digits = text[1:] if text[:1] == "-" else text
+    sec, _, frac = digits.partition(".")
+    if not ((sec + frac).isascii() and (sec + frac).isdigit()):
+        raise InvalidArgument(f"layer: invalid PAX time {text!r}")
+    ns = int(sec or "0") * 1_000_000_000 + int(frac[:9].ljust(9, "0"))
+    return -ns if digits is not text else ns
 
 
 def _pax_records(data: bytes) -> dict[str, bytes]:
@@ -161,10 +167,11 @@ class TarStream:
             name = long_name
         linkname = long_link if long_link is not None else _str(hdr[157:257])
         mtime_ns = _num(hdr[136:148]) * 1_000_000_000
+        device = typeflag in _DEVICES
         entry = Entry(name=name, typeflag=typeflag, size=size, mode=_num(hdr[100:108]),
                       uid=_num(hdr[108:116]), gid=_num(hdr[116:124]), mtime_ns=mtime_ns,
-                      atime_ns=mtime_ns, linkname=linkname, devmajor=_num(hdr[329:337]),
-                      devminor=_num(hdr[337:345]))
+                      atime_ns=mtime_ns, linkname=linkname, devmajor=_num(hdr[329:337]) if device else 0,
+                      devminor=_num(hdr[337:345]) if device else 0)
         if pax:
             self._apply_pax(entry, pax)
         if entry.typeflag == AREG and entry.name.endswith("/"):
