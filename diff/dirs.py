@@ -35,6 +35,7 @@ Comps = tuple[str, ...]
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SYMLINKS = 255
 _MAX_OPEN = 256
+_MAX_DEPTH = 2048  # components of at least one byte and a slash: PATH_MAX
 _DEFAULT_ACL = "system.posix_acl_default"
 
 
@@ -123,8 +124,13 @@ class Dirs:
         return fd
 
     def _fd(self, comps: Comps) -> int:
-        fd = self._fds.get(comps)
-        return fd if fd is not None else self.child(self._fd(comps[:-1]), comps)
+        """The fd of the (already resolved) directory ``comps``, reopened below the nearest cached one."""
+        n = len(comps)
+        while (fd := self._fds.get(comps[:n])) is None:
+            n -= 1
+        for i in range(n + 1, len(comps) + 1):
+            fd = self.child(fd, comps[:i])
+        return fd
 
     def resolve(self, rel: str, name: str, *, create: bool) -> tuple[int | None, Comps]:
         """The fd and resolved components of directory ``rel`` (clean, relative to the root).
@@ -158,6 +164,8 @@ class Dirs:
                     comps.pop()
                     fd = self._fd(tuple(comps))
                 continue
+            if len(comps) + len(missing) >= _MAX_DEPTH:
+                raise InvalidArgument(f"layer entry {name!r}: file name too long")
             if missing:
                 missing.append(part)
                 continue

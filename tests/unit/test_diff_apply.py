@@ -523,3 +523,26 @@ def test_user_xattr_on_symlink_is_skipped_with_warning(tmp: str) -> None:
         apply_bytes(make_tar(entry("l", tarfile.SYMTYPE, linkname="x", pax_headers={"SCHILY.xattr.user.a": "b"})),
                     f"{tmp}/root")
     assert [e["xattr"] for e in logs if e["event"] == "ignored xattr in layer"] == ["user.a"]
+
+
+def test_symlinks_cannot_build_a_path_deeper_than_path_max(tmp: str) -> None:
+    with pytest.raises(InvalidArgument, match="'c/x'.*file name too long"):
+        apply_bytes(make_tar(entry("a", tarfile.SYMTYPE, linkname="/".join(["d"] * 1100)),
+                             entry("c", tarfile.SYMTYPE, linkname="a/" + "/".join(["e"] * 1000)),
+                             entry("c/x", data=b"x")), f"{tmp}/root")
+    assert sorted(os.listdir(f"{tmp}/root")) == ["a", "c"]
+
+
+def test_deep_tree_after_the_fd_cache_is_trimmed(tmp: str) -> None:
+    """More open directories than the cache keeps: later entries reopen them from the root."""
+    deep = "/".join(["d"] * 600)
+    apply_bytes(make_tar(entry(f"{deep}/f", data=b"1"), *(entry(f"w{i}/f", data=b"2") for i in range(300)),
+                         entry(f"{deep}/g", data=b"3"), entry(f"{deep}/.wh.f")), f"{tmp}/root")
+    fd = os.open(f"{tmp}/root", os.O_RDONLY)
+    try:
+        for _ in range(600):
+            fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        assert os.listdir(fd) == ["g"]
+    finally:
+        os.close(fd)
