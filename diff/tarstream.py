@@ -12,6 +12,7 @@ than a silently different tree.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -68,7 +69,20 @@ def _num(raw: bytes) -> int:
         value = int.from_bytes(raw[1:], "big")
         return value - (1 << (8 * len(raw) - 8)) if raw[0] == 0xFF else value
     raw = raw.split(b"\0", 1)[0].strip()
-    return int(raw, 8) if raw else 0
+    try:
+        return int(raw, 8) if raw else 0
+    except ValueError:
+        raise InvalidArgument(f"layer: invalid number {raw!r} in tar header") from None
+
+
+def _checksum(hdr: bytes) -> int:
+    """The header's byte sum with the checksum field as spaces.
+
+    Summed in C: Adler-32's first half is 1 + the byte sum mod 65521, and a
+    256-byte half sums to at most 65280, so each half's is exact.
+    """
+    return ((zlib.adler32(hdr[:256]) & 0xFFFF) + (zlib.adler32(hdr[256:]) & 0xFFFF) - 2
+            - sum(hdr[148:156]) + 8 * 0x20)
 
 
 def _str(raw: bytes) -> str:
@@ -143,7 +157,7 @@ class TarStream:
                 return None
             if len(hdr) < BLOCK:
                 raise InvalidArgument("layer: truncated tar header")
-            if _num(hdr[148:156]) != sum(hdr) - sum(hdr[148:156]) + 8 * 0x20:
+            if _num(hdr[148:156]) != _checksum(hdr):
                 raise InvalidArgument("layer: invalid tar header checksum")
             typeflag = hdr[156:157]
             size = _num(hdr[124:136])
