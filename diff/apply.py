@@ -6,7 +6,7 @@ metadata changes); owners, xattrs, mode and times are set in that order
 (chown clears set-id bits, and data writes clear ``security.capability``);
 directory times are set last, since creating children changes them.  A hard
 link to a symlink links the symlink itself, and its mode is left alone
-(containerd's ``lchmod``).
+(containerd's ``lchmod``, archive/tar_mostunix.go).
 
 Whiteouts have two translations.  Into a plain directory (native snapshots,
 a mounted view) ``.wh.<name>`` deletes ``<name>`` and ``.wh..wh..opq``
@@ -19,13 +19,13 @@ lower holds copies that file up first, as overlayfs would.
 Whiteouts and opaque directories come only from ``.wh.`` entries, as the OCI
 image spec says.  So ``trusted.*`` xattrs (overlayfs reads its own from the
 upperdir: ``opaque``, ``redirect``, ``metacopy``) are never written, as
-containerd's ``setxattr`` refuses them, and neither is ``security.*`` other
-than ``security.capability`` (labels and IMA/EVM data belong to the host);
-one warning per layer counts what was dropped.  A 0/0 character device entry
-is refused in an upperdir: there it would hide the lower file like a
-whiteout, and skipping it would make the tree differ from the layer's, so
-the layer fails naming it rather than unpack as something else (in a plain
-directory it is only a device node, and is made).
+containerd's ``setxattr`` (archive/tar_unix.go) refuses them, and neither is
+``security.*`` other than ``security.capability`` (labels and IMA/EVM data
+belong to the host); one warning per layer counts what was dropped.  A 0/0
+character device entry is refused in an upperdir: there it would hide the
+lower file like a whiteout, and skipping it would make the tree differ from
+the layer's, so the layer fails naming it rather than unpack as something
+else (in a plain directory it is only a device node, and is made).
 
 Hostile archives: every entry path is cleaned as if rooted ("../../x" and
 "/x" land on "<root>/x") and parents are resolved inside the root by
@@ -34,6 +34,9 @@ calls that do not follow the final component, so nothing outside ``root``
 is written, chmod'ed, chown'ed or touched.  Hard links whose target is not
 inside the tree, malformed whiteouts and entries the kernel refuses (a name
 too long, ...) fail the apply with ``InvalidArgument`` naming the entry.
+What was written stays in the active snapshot, which the unpacker removes
+instead of committing (containerd's unpacker.go ``abort``, rootfs/apply.go;
+``lamina.client.unpack``).
 """
 
 from __future__ import annotations
