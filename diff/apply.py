@@ -362,35 +362,51 @@ def _set_xattrs(member: ts.Entry, target: int | str) -> None:
 
 
 def _rmtree_at(dir_fd: int, name: str) -> None:
-    fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
+    """Remove the directory ``name`` of ``dir_fd`` and all below it.
+
+    Iterative, as a layer may nest directories 2,048 deep (Python's
+    recursion limit is 1,000): each directory is emptied of non-directories,
+    entered for its first subdirectory, and removed once it has none left.
+    """
+    stack = [(dir_fd, name, os.open(name, DIR_FLAGS, dir_fd=dir_fd))]
     try:
-        with os.scandir(fd) as it:
-            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-        for child, is_dir in entries:
-            if is_dir:
-                _rmtree_at(fd, child)
-            else:
-                os.unlink(child, dir_fd=fd)
+        while stack:
+            parent, child, fd = stack[-1]
+            with os.scandir(fd) as it:
+                entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+            sub = next((n for n, is_dir in entries if is_dir), None)
+            for n, is_dir in entries:
+                if not is_dir:
+                    os.unlink(n, dir_fd=fd)
+            if sub is not None:
+                stack.append((fd, sub, os.open(sub, DIR_FLAGS, dir_fd=fd)))
+                continue
+            stack.pop()
+            os.close(fd)
+            os.rmdir(child, dir_fd=parent)
     finally:
-        os.close(fd)
-    os.rmdir(name, dir_fd=dir_fd)
+        for _, _, fd in stack:
+            os.close(fd)
 
 
 def _remove_unpacked_except(dir_fd: int, comps: Comps, keep: set[Comps], dirs: Dirs) -> None:
     """Naive opaque whiteout: delete what this layer did not write under the directory ``comps``."""
-    with os.scandir(dir_fd) as it:
-        entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
-    for name, is_dir in entries:
-        key = (*comps, name)
-        if key not in keep:
-            if is_dir:
-                dirs.forget_under(key)
-                _rmtree_at(dir_fd, name)
-            else:
-                os.unlink(name, dir_fd=dir_fd)
-                dirs.forget_links()
-        elif is_dir:
-            _remove_unpacked_except(dirs.child(dir_fd, key), key, keep, dirs)
+    todo = [(dir_fd, comps)]
+    while todo:
+        fd, at_comps = todo.pop()
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for name, is_dir in entries:
+            key = (*at_comps, name)
+            if key not in keep:
+                if is_dir:
+                    dirs.forget_under(key)
+                    _rmtree_at(fd, name)
+                else:
+                    os.unlink(name, dir_fd=fd)
+                    dirs.forget_links()
+            elif is_dir:
+                todo.append((dirs.child(fd, key), key))
 
 
 def apply_layer(stream: BinaryIO, root: str, *,

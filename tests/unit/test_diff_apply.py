@@ -546,3 +546,15 @@ def test_deep_tree_after_the_fd_cache_is_trimmed(tmp: str) -> None:
         assert os.listdir(fd) == ["g"]
     finally:
         os.close(fd)
+
+
+def test_deep_directories_are_removed_by_whiteouts(tmp: str) -> None:
+    """Deeper than Python's recursion limit, as a layer may nest (up to PATH_MAX)."""
+    deep = "/".join(["d"] * 1500)
+    try:
+        apply_bytes(make_tar(entry(f"a/{deep}/f", data=b"1"), entry(f"b/{deep}/f", data=b"1")), f"{tmp}/root")
+        apply_bytes(make_tar(entry(".wh.a"), entry("b/.wh..wh..opq")), f"{tmp}/root")
+        assert os.listdir(f"{tmp}/root") == ["b"]
+        assert os.listdir(f"{tmp}/root/b") == []
+    finally:
+        subprocess.run(["rm", "-rf", f"{tmp}/root"], check=True)
