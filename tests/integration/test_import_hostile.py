@@ -121,6 +121,11 @@ def _devices(d: str) -> Callable[[tarfile.TarFile], None]:
     return build
 
 
+def _zero_char_device(d: str) -> Callable[[tarfile.TarFile], None]:
+    """A 0/0 character device: an overlay whiteout if made in an upperdir (refused there)."""
+    return lambda tar: add_file(tar, "sentinel", type=tarfile.CHRTYPE, devmajor=0, devminor=0)
+
+
 HOSTILE = {
     "dotdot-file": _dotdot_file,
     "dotdot-overwrite": _dotdot_overwrite,
@@ -133,6 +138,7 @@ HOSTILE = {
     "whiteout-outside": _whiteout_outside,
     "whiteout-dotdot-name": _whiteout_dotdot_name,
     "devices": _devices,
+    "zero-char-device": _zero_char_device,
 }
 
 
