@@ -4,8 +4,10 @@
   unpacks a gzip/zstd/plain layer tar onto a directory or an overlay upperdir,
   confined to ``root``, and returns the diff_id (sha256 of the uncompressed
   tar) and its size.  ``compression`` detects and inflates; ``reader`` digests
-  while reading ahead; ``tarstream`` parses headers; ``paths`` resolves names
-  inside the root; ``copyup`` fills an upperdir from its lowers.
+  while reading ahead; ``tarstream`` parses headers; ``dirs`` opens the
+  directories entries land in without following a symlink out of the root
+  (``lamina.core.paths`` resolves names in the lowers); ``copyup`` fills an
+  upperdir from its lowers.
 - ``compare.write_diff(lower_root, upper_root, out)`` writes the layer that
   turns one tree into the other; ``compare.write_overlay_diff(upper, lowers,
   out)`` reads the same from an overlay upperdir.  ``changes`` computes the

@@ -86,6 +86,11 @@ class LayerReader:
         return True
 
     def read(self, n: int = -1) -> bytes:
+        end = self._off + n
+        if 0 <= n and end <= len(self._chunk):  # a header block: most reads fit in the current chunk
+            data = self._chunk[self._off:end].tobytes()
+            self._off = end
+            return data
         parts: list[bytes] = []
         want = n if n >= 0 else 1 << 62
         while want and self._fill():

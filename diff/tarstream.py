@@ -12,8 +12,8 @@ than a silently different tree.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Protocol
 
 from lamina.core.errors import InvalidArgument
@@ -35,6 +35,7 @@ _PAX_GLOBAL = b"g"
 _GNU_LONGNAME = b"L"
 _GNU_LONGLINK = b"K"
 _HEADER_ONLY = frozenset({LNK, SYM, CHR, BLK, DIR, FIFO})
+_DEVICES = frozenset({CHR, BLK})
 _USTAR_MAGIC = b"ustar\x0000"
 _META_LIMIT = 1 << 20
 
@@ -68,7 +69,20 @@ def _num(raw: bytes) -> int:
         value = int.from_bytes(raw[1:], "big")
         return value - (1 << (8 * len(raw) - 8)) if raw[0] == 0xFF else value
     raw = raw.split(b"\0", 1)[0].strip()
-    return int(raw, 8) if raw else 0
+    try:
+        return int(raw, 8) if raw else 0
+    except ValueError:
+        raise InvalidArgument(f"layer: invalid number {raw!r} in tar header") from None
+
+
+def _checksum(hdr: bytes) -> int:
+    """The header's byte sum with the checksum field as spaces.
+
+    Summed in C: Adler-32's first half is 1 + the byte sum mod 65521, and a
+    256-byte half sums to at most 65280, so each half's is exact.
+    """
+    return ((zlib.adler32(hdr[:256]) & 0xFFFF) + (zlib.adler32(hdr[256:]) & 0xFFFF) - 2
+            - sum(hdr[148:156]) + 8 * 0x20)
 
 
 def _str(raw: bytes) -> str:
@@ -76,7 +90,13 @@ def _str(raw: bytes) -> str:
 
 
 def _ns(text: str) -> int:
-    return int(Decimal(text) * 1_000_000_000)
+    """A PAX time ("[-]seconds[.fraction]") in nanoseconds, the fraction cut at 9 digits."""
+    digits = text[1:] if text[:1] == "-" else text
+    sec, _, frac = digits.partition(".")
+    if not ((sec + frac).isascii() and (sec + frac).isdigit()):
+        raise InvalidArgument(f"layer: invalid PAX time {text!r}")
+    ns = int(sec or "0") * 1_000_000_000 + int(frac[:9].ljust(9, "0"))
+    return -ns if digits is not text else ns
 
 
 def _pax_records(data: bytes) -> dict[str, bytes]:
@@ -137,7 +157,7 @@ class TarStream:
                 return None
             if len(hdr) < BLOCK:
                 raise InvalidArgument("layer: truncated tar header")
-            if _num(hdr[148:156]) != sum(hdr) - sum(hdr[148:156]) + 8 * 0x20:
+            if _num(hdr[148:156]) != _checksum(hdr):
                 raise InvalidArgument("layer: invalid tar header checksum")
             typeflag = hdr[156:157]
             size = _num(hdr[124:136])
@@ -161,10 +181,11 @@ class TarStream:
             name = long_name
         linkname = long_link if long_link is not None else _str(hdr[157:257])
         mtime_ns = _num(hdr[136:148]) * 1_000_000_000
+        device = typeflag in _DEVICES
         entry = Entry(name=name, typeflag=typeflag, size=size, mode=_num(hdr[100:108]),
                       uid=_num(hdr[108:116]), gid=_num(hdr[116:124]), mtime_ns=mtime_ns,
-                      atime_ns=mtime_ns, linkname=linkname, devmajor=_num(hdr[329:337]),
-                      devminor=_num(hdr[337:345]))
+                      atime_ns=mtime_ns, linkname=linkname, devmajor=_num(hdr[329:337]) if device else 0,
+                      devminor=_num(hdr[337:345]) if device else 0)
         if pax:
             self._apply_pax(entry, pax)
         if entry.typeflag == AREG and entry.name.endswith("/"):

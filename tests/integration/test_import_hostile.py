@@ -2,8 +2,12 @@
 
 Each layer gets an image of its own.  The import may fail (refused entry) or
 succeed (entry confined to the snapshot); either way the host's sentinel
-directory keeps exactly its one file, with its content, inode, link count and
-mtime, and a failed unpack leaves no committed snapshot.
+directory keeps exactly its one file, with its content, inode, link count,
+mode, owner, mtime and ctime, and a failed unpack leaves no committed snapshot.
+
+Issue 10: layers that would mislead rather than escape: an overlayfs xattr
+(``trusted.overlay.opaque``) on a directory must not hide the base layer, and
+an entry the kernel refuses fails as InvalidArgument naming it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,16 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import Runner
-from tests.integration.test_import_ctr import INDEX_NAME, add_file, archive, raw_layer, snapshot_rows, write
+from tests.integration.test_import_ctr import (
+    BUSYBOX_LAYER,
+    INDEX_NAME,
+    MANIFEST_NAME,
+    add_file,
+    archive,
+    raw_layer,
+    snapshot_rows,
+    write,
+)
 
 
 @pytest.fixture
@@ -29,10 +42,11 @@ def sentinel() -> Iterator[str]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-def _state(d: str) -> tuple[list[str], str, int, int, int]:
+def _state(d: str) -> tuple[object, ...]:
     st = os.lstat(os.path.join(d, "sentinel"))
     with open(os.path.join(d, "sentinel")) as f:
-        return sorted(os.listdir(d)), f.read(), st.st_ino, st.st_nlink, st.st_mtime_ns
+        return (sorted(os.listdir(d)), f.read(), st.st_ino, st.st_nlink, st.st_mode, st.st_uid, st.st_gid,
+                st.st_mtime_ns, st.st_ctime_ns, os.listxattr(os.path.join(d, "sentinel")))
 
 
 def _up(d: str) -> str:
@@ -74,6 +88,15 @@ def _hardlink_to_host(d: str) -> Callable[[tarfile.TarFile], None]:
     return build
 
 
+def _hardlink_to_symlink(d: str) -> Callable[[tarfile.TarFile], None]:
+    """A hard link to a symlink out of the root, then a file of the link's name (chmod once followed it)."""
+    def build(tar: tarfile.TarFile) -> None:
+        add_file(tar, "sl", type=tarfile.SYMTYPE, linkname=d + "/sentinel")
+        add_file(tar, "hs", type=tarfile.LNKTYPE, linkname="sl", mode=0o4777, uid=4321, gid=4321)
+        add_file(tar, "hs", b"overwritten", mode=0o777)
+    return build
+
+
 def _hardlink_dotdot(d: str) -> Callable[[tarfile.TarFile], None]:
     return lambda tar: add_file(tar, "hl2", type=tarfile.LNKTYPE, linkname=_up(d) + "/sentinel")
 
@@ -98,6 +121,11 @@ def _devices(d: str) -> Callable[[tarfile.TarFile], None]:
     return build
 
 
+def _zero_char_device(d: str) -> Callable[[tarfile.TarFile], None]:
+    """A 0/0 character device: an overlay whiteout if made in an upperdir (refused there)."""
+    return lambda tar: add_file(tar, "sentinel", type=tarfile.CHRTYPE, devmajor=0, devminor=0)
+
+
 HOSTILE = {
     "dotdot-file": _dotdot_file,
     "dotdot-overwrite": _dotdot_overwrite,
@@ -106,9 +134,11 @@ HOSTILE = {
     "rel-symlink-write": _relative_symlink_then_write,
     "hardlink-to-host": _hardlink_to_host,
     "hardlink-dotdot": _hardlink_dotdot,
+    "hardlink-to-symlink": _hardlink_to_symlink,
     "whiteout-outside": _whiteout_outside,
     "whiteout-dotdot-name": _whiteout_dotdot_name,
     "devices": _devices,
+    "zero-char-device": _zero_char_device,
 }
 
 
@@ -125,3 +155,29 @@ def test_hostile_layer_stays_inside(ctr: Runner, sentinel: str, tmp_path: object
         assert rows == {}, result.stderr
     else:
         assert list(rows.values()) == [["Committed"]]
+
+
+@pytest.mark.parametrize("sn", ["overlayfs", "native"])
+def test_name_too_long_fails_naming_the_entry(ctr: Runner, tmp_path: object, sn: str) -> None:
+    name = "d/" + "n" * 300
+    raw = raw_layer(lambda tar: add_file(tar, name, b"x"))
+    result = ctr("images", "import", "--snapshotter", sn, "--index-name", INDEX_NAME,
+                 write(tmp_path, archive([raw])), check=False)
+    assert result.returncode != 0
+    assert f"layer entry {name!r}: file name too long: invalid argument" in result.stderr
+    assert snapshot_rows(ctr, sn) == {}
+
+
+def _opaque_bin(tar: tarfile.TarFile) -> None:
+    """Directories marked opaque by raw overlayfs xattrs rather than by a ``.wh..wh..opq`` entry."""
+    for name in ("./", "bin/"):
+        add_file(tar, name, type=tarfile.DIRTYPE, mode=0o755,
+                 pax_headers={"SCHILY.xattr.trusted.overlay.opaque": "y"})
+    add_file(tar, "bin/lamina-new", b"new\n", mode=0o755)
+
+
+def test_overlay_xattr_in_layer_does_not_hide_the_base(ctr: Runner, tmp_path: object, ns: str) -> None:
+    ctr("images", "import", "--index-name", INDEX_NAME,
+        write(tmp_path, archive([BUSYBOX_LAYER, raw_layer(_opaque_bin)])))
+    listed = ctr("run", "--rm", MANIFEST_NAME, f"{ns}-opq", "ls", "/bin").stdout.split()
+    assert {"busybox", "sh", "ls", "lamina-new"} <= set(listed)

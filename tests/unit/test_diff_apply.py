@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import structlog
 import zstandard
 
 from lamina.core import mount_ops
@@ -24,7 +25,7 @@ from lamina.diff.apply import apply_layer
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(os.geteuid() != 0, reason="owners, devices and trusted xattrs need root"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="owners, devices and overlay whiteouts need root"),
 ]
 
 # A v2 file capability (cap_net_bind_service+ep), as setcap writes it.
@@ -90,7 +91,7 @@ def build_tree(root: str) -> None:
     os.chmod(f"{root}/empty", 0o1777)
     os.chown(f"{root}/dir/sub", 123, 456)
     os.setxattr(f"{root}/dir/sub/small", "user.note", b"hello \xff binary")
-    os.setxattr(f"{root}/dir", "trusted.lamina", b"dir-xattr")
+    os.setxattr(f"{root}/dir", "user.lamina", b"dir-xattr")
     with open(f"{root}/ping", "w") as f:
         f.write("ping")
     os.chmod(f"{root}/ping", 0o755)
@@ -267,8 +268,10 @@ def hostile(tmp: str) -> Iterator[tuple[str, str]]:
     """(root, host_file): a sentinel outside root that must survive every layer."""
     root, host = f"{tmp}/root", f"{tmp}/host_file"
     os.makedirs(root)
+    os.makedirs(f"{tmp}/lower")
     with open(host, "w") as f:
         f.write("host")
+    os.chmod(host, 0o600)
     before = _outside(tmp, root)
     yield root, host
     assert _outside(tmp, root) == before
@@ -276,14 +279,18 @@ def hostile(tmp: str) -> Iterator[tuple[str, str]]:
         assert f.read() == "host"
 
 
-def _outside(tmp: str, root: str) -> dict[str, tuple[int, int]]:
-    out = {}
+def _outside(tmp: str, root: str) -> dict[str, tuple[object, ...]]:
+    """Everything a followed chmod, chown, utime, setxattr, link, unlink or mkdir would change."""
+    out: dict[str, tuple[object, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(tmp):
         if dirpath == tmp:
             dirnames.remove("root")
+            dirnames.remove("lower")
         for n in dirnames + filenames + ["."]:
-            st = os.lstat(os.path.join(dirpath, n))
-            out[os.path.join(dirpath, n)] = (st.st_mtime_ns, st.st_size)
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            out[p] = (st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_mtime_ns, st.st_ctime_ns,
+                      st.st_size, sorted(os.listxattr(p, follow_symlinks=False)))
     return out
 
 
@@ -362,3 +369,192 @@ def test_device_nodes_only_inside_root(hostile: tuple[str, str]) -> None:
                                devmajor=1, devminor=3)), root)
     assert stat.S_ISBLK(os.lstat(f"{root}/dev-evil").st_mode)
     assert stat.S_ISCHR(os.lstat(root + os.path.dirname(host) + "/null-evil").st_mode)
+
+
+def test_hard_link_to_symlink_links_the_symlink(hostile: tuple[str, str]) -> None:
+    """A symlink out of root, a hard link to it, then a file of the link's name: nothing reaches the host file."""
+    root, host = hostile
+    apply_bytes(make_tar(entry("sl", tarfile.SYMTYPE, linkname=host),
+                         entry("hs", tarfile.LNKTYPE, linkname="sl", mode=0o777, uid=1234, gid=1234,
+                               pax_headers={"SCHILY.xattr.user.evil": "x"}),
+                         entry("hs2", tarfile.LNKTYPE, linkname="sl", mode=0o4755, uid=1234, gid=1234)), root)
+    assert os.lstat(f"{root}/hs").st_ino == os.lstat(f"{root}/sl").st_ino == os.lstat(f"{root}/hs2").st_ino
+    assert os.readlink(f"{root}/hs") == host
+    assert (os.lstat(f"{root}/hs").st_uid, os.lstat(f"{root}/hs").st_gid) == (1234, 1234)
+    apply_bytes(make_tar(entry("hs", data=b"evil", mode=0o777)), root)
+    assert stat.S_ISREG(os.lstat(f"{root}/hs").st_mode)
+    assert stat.S_ISLNK(os.lstat(f"{root}/sl").st_mode)
+
+
+def test_hard_link_to_symlink_in_upperdir(hostile: tuple[str, str]) -> None:
+    root, host = hostile
+    apply_bytes(make_tar(entry("sl", tarfile.SYMTYPE, linkname=host),
+                         entry("hs", tarfile.LNKTYPE, linkname="sl", mode=0o777, uid=1234),
+                         entry("hs", data=b"evil", mode=0o777)), root, overlay_lowers=[])
+    assert stat.S_ISREG(os.lstat(f"{root}/hs").st_mode)
+
+
+def _symlinked_lower(root: str, host: str) -> None:
+    """What a parent layer left: symlinks out of the root, absolute and relative."""
+    os.symlink("/", f"{root}/abs")
+    os.symlink("../../../../../../..", f"{root}/rel")
+    os.symlink(os.path.dirname(host), f"{root}/hostdir")
+    os.symlink(host, f"{root}/hostfile")
+
+
+# Entries that would chmod, chown, utime, setxattr, link, unlink or mkdir on the host if a symlink were followed.
+THROUGH_LINKS = {
+    "chmod-chown-utime": [entry("hl", tarfile.LNKTYPE, linkname="hostfile", mode=0o777, uid=7, mtime=1)],
+    "setxattr": [entry("hl", tarfile.LNKTYPE, linkname="hostfile",
+                       pax_headers={"SCHILY.xattr.user.evil": "x",
+                                    "SCHILY.xattr.security.capability": CAP.decode("latin-1")})],
+    "dir-over-symlink": [entry("hostdir/", tarfile.DIRTYPE, mode=0o777, uid=7, mtime=1,
+                               pax_headers={"SCHILY.xattr.user.evil": "x"})],
+    "mkdir": [entry("hostdir/newdir/", tarfile.DIRTYPE), entry("abs/tmp/x/y/", tarfile.DIRTYPE),
+              entry("rel/tmp/z/", tarfile.DIRTYPE)],
+    "create": [entry("hostdir/host_file", data=b"evil", mode=0o777), entry("hostfile", data=b"evil"),
+               entry("rel/tmp/lamina-evil", data=b"evil")],
+    "link": [entry("hostdir/new-link", tarfile.LNKTYPE, linkname="hostfile"),
+             entry("abs/tmp/lamina-evil-link", tarfile.LNKTYPE, linkname="hostfile")],
+    "unlink": [entry("hostdir/.wh.host_file"), entry("rel/tmp/.wh.host_file"), entry(".wh.hostfile")],
+    "devices": [entry("hostdir/dev", tarfile.CHRTYPE, devmajor=1, devminor=3), entry("hostdir/fifo", tarfile.FIFOTYPE)],
+}
+
+
+@pytest.mark.parametrize("case", sorted(THROUGH_LINKS))
+@pytest.mark.parametrize("mode", ["plain", "upperdir"])
+def test_nothing_is_followed_out_of_root(hostile: tuple[str, str], tmp: str, case: str, mode: str) -> None:
+    """Symlinks a parent left behind: in a plain directory they are in the root; in an upperdir, in a lower."""
+    root, host = hostile
+    host_st = os.stat(host)
+    if mode == "plain":
+        _symlinked_lower(root, host)
+        apply_bytes(make_tar(*THROUGH_LINKS[case]), root)
+    else:
+        _symlinked_lower(f"{tmp}/lower", host)
+        try:
+            apply_bytes(make_tar(*THROUGH_LINKS[case]), root, overlay_lowers=[f"{tmp}/lower"])
+        except InvalidArgument as e:
+            assert "not in the layer" in str(e)  # a hard link through a lower's symlink: not copied up
+    after = os.stat(host)
+    assert (after.st_mode, after.st_uid, after.st_ctime_ns, after.st_nlink) == \
+        (host_st.st_mode, host_st.st_uid, host_st.st_ctime_ns, host_st.st_nlink)
+    assert os.listxattr(host) == []
+
+
+def test_layer_symlink_parent_then_chmod_chown_utime(hostile: tuple[str, str]) -> None:
+    root, host = hostile
+    hostdir = os.path.dirname(host)
+    apply_bytes(make_tar(entry("d", tarfile.SYMTYPE, linkname=hostdir),
+                         entry("e", tarfile.SYMTYPE, linkname=host),
+                         entry("d/host_file", data=b"evil", mode=0o777, uid=9, mtime=1),
+                         entry("d/", tarfile.DIRTYPE, mode=0o777, uid=9, mtime=1),
+                         entry("e/", tarfile.DIRTYPE, mode=0o777, uid=9, mtime=1)), root)
+    assert stat.S_ISDIR(os.lstat(f"{root}/d").st_mode)
+    assert os.lstat(f"{root}/d").st_mode & 0o777 == 0o777
+    assert os.path.isfile(root + host)
+
+
+def _xattr_layer() -> bytes:
+    return make_tar(entry("./", tarfile.DIRTYPE, pax_headers={"SCHILY.xattr.trusted.overlay.opaque": "y"}),
+                    entry("bin/", tarfile.DIRTYPE, pax_headers={"SCHILY.xattr.trusted.overlay.opaque": "y",
+                                                                "SCHILY.xattr.user.kept": "u"}),
+                    entry("bin/ping", data=b"ping", mode=0o755,
+                          pax_headers={"SCHILY.xattr.security.capability": CAP.decode("latin-1"),
+                                       "SCHILY.xattr.security.selinux": "system_u:object_r:bin_t:s0",
+                                       "SCHILY.xattr.trusted.overlay.redirect": "/etc"}))
+
+
+def test_trusted_and_security_xattrs_are_dropped(tmp: str) -> None:
+    lower, upper, work, merged = (f"{tmp}/{n}" for n in ("lower", "upper", "work", "merged"))
+    os.makedirs(f"{lower}/bin")
+    with open(f"{lower}/bin/sh", "w") as f:
+        f.write("sh")
+    for d in (upper, work, merged):
+        os.makedirs(d)
+    layer = _xattr_layer()
+    with structlog.testing.capture_logs() as logs:
+        apply_bytes(layer, upper, overlay_lowers=[lower])
+    dropped = [e for e in logs if e["log_level"] == "warning"]
+    assert dropped == [{"event": dropped[0]["event"], "log_level": "warning", "count": 4,
+                        "digest": "sha256:" + hashlib.sha256(layer).hexdigest()}]
+    assert os.listxattr(upper) == []
+    assert os.listxattr(f"{upper}/bin") == ["user.kept"]
+    assert sorted(os.listxattr(f"{upper}/bin/ping")) == ["security.capability"]
+    assert os.getxattr(f"{upper}/bin/ping", "security.capability") == CAP
+    mount_ops.mount_all([Mount(type="overlay", source="overlay",
+                               options=(f"lowerdir={lower}", f"upperdir={upper}", f"workdir={work}"))], merged)
+    try:
+        assert sorted(os.listdir(f"{merged}/bin")) == ["ping", "sh"]
+    finally:
+        mount_ops.unmount_all(merged)
+
+
+def test_xattrs_dropped_in_plain_directory(tmp: str) -> None:
+    apply_bytes(_xattr_layer(), f"{tmp}/root")
+    assert os.listxattr(f"{tmp}/root/bin") == ["user.kept"]
+    assert os.listxattr(f"{tmp}/root/bin/ping") == ["security.capability"]
+
+
+def test_zero_char_device_is_refused_in_upperdir_only(tmp: str) -> None:
+    layer = make_tar(entry("dev/", tarfile.DIRTYPE), entry("dev/wh", tarfile.CHRTYPE, devmajor=0, devminor=0))
+    with pytest.raises(InvalidArgument, match="'dev/wh'.*whiteout"):
+        apply_bytes(layer, f"{tmp}/upper", overlay_lowers=[])
+    apply_bytes(layer, f"{tmp}/plain")
+    st = os.lstat(f"{tmp}/plain/dev/wh")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+@pytest.mark.parametrize("name", ["d/" + "x" * 256, "y" * 300 + "/f", "z/" * 2100 + "f"])
+def test_name_too_long_is_invalid_argument_naming_it(tmp: str, name: str) -> None:
+    with pytest.raises(InvalidArgument, match="file name too long") as e:
+        apply_bytes(make_tar(entry(name, data=b"x")), f"{tmp}/root")
+    assert str(e.value).startswith("layer entry " + repr(name)[:100])
+
+
+def test_hard_link_name_too_long(tmp: str) -> None:
+    with pytest.raises(InvalidArgument, match="'hl'"):
+        apply_bytes(make_tar(entry("hl", tarfile.LNKTYPE, linkname="a/" * 2100)), f"{tmp}/root")
+
+
+def test_user_xattr_on_symlink_is_skipped_with_warning(tmp: str) -> None:
+    """As containerd: the kernel allows no user.* xattr on a symlink or device."""
+    with structlog.testing.capture_logs() as logs:
+        apply_bytes(make_tar(entry("l", tarfile.SYMTYPE, linkname="x", pax_headers={"SCHILY.xattr.user.a": "b"})),
+                    f"{tmp}/root")
+    assert [e["xattr"] for e in logs if e["event"] == "ignored xattr in layer"] == ["user.a"]
+
+
+def test_symlinks_cannot_build_a_path_deeper_than_path_max(tmp: str) -> None:
+    with pytest.raises(InvalidArgument, match="'c/x'.*file name too long"):
+        apply_bytes(make_tar(entry("a", tarfile.SYMTYPE, linkname="/".join(["d"] * 1100)),
+                             entry("c", tarfile.SYMTYPE, linkname="a/" + "/".join(["e"] * 1000)),
+                             entry("c/x", data=b"x")), f"{tmp}/root")
+    assert sorted(os.listdir(f"{tmp}/root")) == ["a", "c"]
+
+
+def test_deep_tree_after_the_fd_cache_is_trimmed(tmp: str) -> None:
+    """More open directories than the cache keeps: later entries reopen them from the root."""
+    deep = "/".join(["d"] * 600)
+    apply_bytes(make_tar(entry(f"{deep}/f", data=b"1"), *(entry(f"w{i}/f", data=b"2") for i in range(300)),
+                         entry(f"{deep}/g", data=b"3"), entry(f"{deep}/.wh.f")), f"{tmp}/root")
+    fd = os.open(f"{tmp}/root", os.O_RDONLY)
+    try:
+        for _ in range(600):
+            fd, old = os.open("d", os.O_RDONLY, dir_fd=fd), fd
+            os.close(old)
+        assert os.listdir(fd) == ["g"]
+    finally:
+        os.close(fd)
+
+
+def test_deep_directories_are_removed_by_whiteouts(tmp: str) -> None:
+    """Deeper than Python's recursion limit, as a layer may nest (up to PATH_MAX)."""
+    deep = "/".join(["d"] * 1500)
+    try:
+        apply_bytes(make_tar(entry(f"a/{deep}/f", data=b"1"), entry(f"b/{deep}/f", data=b"1")), f"{tmp}/root")
+        apply_bytes(make_tar(entry(".wh.a"), entry("b/.wh..wh..opq")), f"{tmp}/root")
+        assert os.listdir(f"{tmp}/root") == ["b"]
+        assert os.listdir(f"{tmp}/root/b") == []
+    finally:
+        subprocess.run(["rm", "-rf", f"{tmp}/root"], check=True)
