@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from lamina.core import config as configmod
+from lamina.core import daemon_cgroup
 from lamina.core import log as logmod
 from lamina.core.errors import LaminaError
 from lamina.core.events import Exchange
@@ -87,13 +88,17 @@ async def _close_plugins(plugins: PluginSet) -> None:
 async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
     """Run the daemon until SIGTERM or SIGINT.
 
-    The root's lock comes first and the addresses next, before any plugin
-    opens a store: a second laminad on the same root or a live daemon's
-    address is refused having changed nothing, and never removes a socket
-    it did not create.  A socket left by a killed daemon is reclaimed.
+    The root's lock comes first, then ``[cgroup] path`` and the addresses,
+    before any plugin opens a store: a second laminad on the same root or a
+    live daemon's address is refused having changed nothing, and never
+    removes a socket it did not create.  A socket left by a killed daemon is
+    reclaimed.
     """
     root_lock = lock_root(config.root)
     try:
+        if config.cgroup.path:
+            daemon_cgroup.join(config.cgroup.path)
+            log.info("joined cgroup", path=config.cgroup.path)
         os.makedirs(config.state, mode=0o711, exist_ok=True)
         claim_unix_socket(config.grpc.address, "address")
         claim_unix_socket(socket_path(config.ttrpc_address), "ttrpc address")
@@ -152,10 +157,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = _effective_config(args)
         logmod.configure(config.debug.level, config.debug.format)
         registry = load_registry()
+        ignored = configmod.ignored_parts(config, registry.registrations())
         if args.command == "config":
-            shown = configmod.DaemonConfig() if args.action == "default" else config
-            sys.stdout.write(configmod.to_toml(shown, configmod.plugin_configs(shown, registry.registrations())))
+            if args.action == "default":
+                config, ignored = configmod.DaemonConfig(), []
+            plugin_configs = configmod.plugin_configs(config, registry.registrations())
+            sys.stdout.write(configmod.to_toml(config, plugin_configs, ignored))
             return 0
+        for part in ignored:
+            log.warning("config ignored", key=part.key, reason=part.reason)
         asyncio.run(serve(config, registry))
     except LaminaError as exc:
         print(f"laminad: {exc}", file=sys.stderr)
