@@ -1,6 +1,7 @@
-"""``lamina images import|export|mount|unmount``: image archives and image root filesystems on the host.
+"""``lamina images import|export|build-busybox|mount|unmount``: image archives and image root filesystems.
 
-Flags and output follow ``ctr``: import prints ``unpacking NAME (DIGEST)...done``
+``build-busybox`` writes an archive offline, without a daemon.  The other
+flags and output follow ``ctr``: import prints ``unpacking NAME (DIGEST)...done``
 per image, mount prints the chain id and the target, unmount the target.
 Progress goes to stdout as bars on a TTY and one line per change otherwise
 (never when the archive itself is written to stdout).
@@ -148,4 +149,29 @@ def unmount(remove: bool, snapshotter: str, target: str) -> None:
     click.echo(path)
 
 
-COMMANDS = [import_, export, mount, unmount]
+@click.command(name="build-busybox", epilog="\b\nExample:\n  lamina images build-busybox /tmp/busybox.tar\n"
+               "  ctr images import /tmp/busybox.tar")
+@click.argument("out", metavar="OUT.tar")
+def build_busybox(out: str) -> None:
+    """Write a busybox image archive, offline, from Debian's busybox-static.
+
+    OUT.tar is an OCI archive of docker.io/library/busybox:latest (this
+    host's platform; /bin/busybox and its applets) for `images import` or
+    `ctr images import`.
+    It is written whole or not at all, replacing any file of that name.
+    """
+    from lamina.images_offline import BUSYBOX, DEFAULT_NAME, write_busybox_archive
+
+    if out.startswith("-"):
+        raise click.BadParameter(f"{out!r} looks like an option; write ./{out} to mean a file", param_hint="OUT.tar")
+    if os.path.isdir(out):
+        raise click.BadParameter(f"{out!r} is a directory", param_hint="OUT.tar")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise click.BadParameter(f"the directory of {out!r} does not exist", param_hint="OUT.tar")
+    if not os.path.isfile(BUSYBOX):
+        raise click.ClickException(f"{BUSYBOX} not found: install Debian's busybox-static")
+    write_busybox_archive(out)
+    click.echo(f"{out}: {DEFAULT_NAME}")
+
+
+COMMANDS = [import_, export, build_busybox, mount, unmount]
