@@ -61,7 +61,7 @@ def _verbose(info: Any) -> dict[str, Any]:
     return parsed
 
 
-@click.group(name="cri", cls=Group)
+@click.group(short_help="Talk to the Kubernetes CRI on the same socket, as crictl.", name="cri", cls=Group)
 def group() -> None:
     """Talk to the Kubernetes CRI (runtime.v1) on the same socket, as crictl."""
 
@@ -74,14 +74,16 @@ def version() -> None:
                f"RuntimeApiVersion:  {v.runtime_api_version}")
 
 
-@group.command(epilog="\b\nExample:\n  lamina cri info | jq .status")
+@group.command(short_help="Print the runtime's conditions and config as JSON.",
+               epilog="\b\nExample:\n  lamina cri info | jq .status")
 def info() -> None:
     """Print the runtime's conditions (RuntimeReady, NetworkReady) and configuration, as JSON."""
     status = _cri(lambda cri: cri.status(verbose=True))
     _echo_json({"status": _json(status.status), **_verbose(status.info)})
 
 
-@group.command(epilog="\b\nExamples:\n  lamina cri pull 127.0.0.1:5000/busybox:latest\n"
+@group.command(short_help="Pull IMAGE into the CRI's namespace (k8s.io).",
+               epilog="\b\nExamples:\n  lamina cri pull 127.0.0.1:5000/busybox:latest\n"
                       "  lamina cri pull --creds user:secret registry.example/app:1")
 @click.option("--creds", metavar="USER[:PASSWORD]", help="Registry credentials (asked for on a TTY when left out).")
 @click.option("--auth", "auth_", metavar="BASE64", help="Registry credentials as base64 'user:password'.")
@@ -117,7 +119,8 @@ def _rows(image: pb.Image) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-@group.command(epilog="\b\nExamples:\n  lamina cri images\n  lamina cri images -q busybox")
+@group.command(short_help="List images (IMAGE TAG IMAGE-ID SIZE).",
+               epilog="\b\nExamples:\n  lamina cri images\n  lamina cri images -q busybox")
 @quiet_option
 @click.argument("image", required=False, default="")
 def images(quiet: bool, image: str) -> None:
@@ -130,7 +133,8 @@ def images(quiet: bool, image: str) -> None:
     table(["IMAGE", "TAG", "IMAGE ID", "SIZE"], sorted(row for i in found for row in _rows(i)))
 
 
-@group.command(epilog="\b\nExample:\n  lamina cri rmi 127.0.0.1:5000/busybox:latest")
+@group.command(short_help="Remove images by reference or id.",
+               epilog="\b\nExample:\n  lamina cri rmi 127.0.0.1:5000/busybox:latest")
 @click.argument("refs", nargs=-1, required=True)
 def rmi(refs: tuple[str, ...]) -> None:
     """Remove images by reference or id; prints each repo tag removed."""
@@ -162,7 +166,8 @@ def inspecti(ref: str) -> None:
     _echo_json({"status": _json(status.image), "info": _verbose(status.info)})
 
 
-@group.command(epilog="\b\nExample:\n  lamina cri imagefsinfo")
+@group.command(short_help="Print the image filesystem's usage as JSON.",
+               epilog="\b\nExample:\n  lamina cri imagefsinfo")
 def imagefsinfo() -> None:
     """Print what the image filesystem (the snapshotter's root) uses, as JSON."""
     for usage in _cri(lambda cri: cri.image_fs_info(), images=True):
