@@ -1,10 +1,11 @@
-"""Builds the small test images from Debian's busybox-static, offline.
+"""Builds the small test images from Debian's busybox-static (and a pause image from catatonit), offline.
 
 The archive is an OCI image layout in a tar, as ``ctr images import`` and
 ``skopeo`` read it.  Everything is deterministic (fixed mtimes, gzip without
 a timestamp), so the same inputs give the same digests run after run.
 
-Run as ``python -m tests.images OUT.tar [NAME]`` to write the busybox image.
+Run as ``python -m tests.images OUT.tar [NAME]`` to write the busybox image,
+``python -m tests.images --pause OUT.tar [NAME]`` for the pause image.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 BUSYBOX = "/bin/busybox"
+CATATONIT = "/usr/bin/catatonit"  # Debian's catatonit: a static init whose -P mode just waits, as pause does
 DEFAULT_NAME = "docker.io/library/busybox:latest"
+PAUSE_NAME = "localhost/lamina/pause:catatonit"
 MTIME = 1_700_000_000
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -81,6 +84,14 @@ def busybox_entries() -> list[Entry]:
     return entries
 
 
+def pause_entries() -> list[Entry]:
+    with open(CATATONIT, "rb") as f:
+        binary = f.read()
+    entries = [Entry(path=d, is_dir=True, mode=0o755) for d in ("dev", "etc", "proc", "sys")]
+    entries.append(Entry(path="catatonit", data=binary, mode=0o755))
+    return entries
+
+
 def oci_archive(layers: Sequence[Sequence[Entry]], name: str = DEFAULT_NAME, *,
                 cmd: Sequence[str] = ("sh",), architecture: str = "amd64") -> bytes:
     """An OCI layout tar holding one image of the given layers."""
@@ -134,9 +145,7 @@ def oci_archive(layers: Sequence[Sequence[Entry]], name: str = DEFAULT_NAME, *,
     return out.getvalue()
 
 
-def write_busybox_archive(path: str, name: str = DEFAULT_NAME) -> str:
-    """Write the busybox test image as an OCI archive at ``path``."""
-    data = oci_archive([busybox_entries()], name)
+def _write(path: str, data: bytes) -> str:
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
@@ -144,5 +153,18 @@ def write_busybox_archive(path: str, name: str = DEFAULT_NAME) -> str:
     return path
 
 
+def write_busybox_archive(path: str, name: str = DEFAULT_NAME) -> str:
+    """Write the busybox test image as an OCI archive at ``path``."""
+    return _write(path, oci_archive([busybox_entries()], name))
+
+
+def write_pause_archive(path: str, name: str = PAUSE_NAME) -> str:
+    """Write a pause image (``/catatonit -P``, one static binary) as an OCI archive at ``path``."""
+    return _write(path, oci_archive([pause_entries()], name, cmd=("/catatonit", "-P")))
+
+
 if __name__ == "__main__":
-    write_busybox_archive(sys.argv[1], *(sys.argv[2:3] or [DEFAULT_NAME]))
+    if sys.argv[1] == "--pause":
+        write_pause_archive(sys.argv[2], *(sys.argv[3:4] or [PAUSE_NAME]))
+    else:
+        write_busybox_archive(sys.argv[1], *(sys.argv[2:3] or [DEFAULT_NAME]))
