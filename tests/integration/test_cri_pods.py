@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import pathlib
 import secrets
 import signal
 import subprocess
@@ -121,7 +122,8 @@ def _veths(netns: str) -> list[str]:
 
 
 def _remove(node: CriNode, *pods: str) -> None:
-    for pod in pods:
+    """Stop and remove the pods that are still there."""
+    for pod in set(pods) & _ids(node):
         node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
         node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
 
@@ -259,3 +261,37 @@ def test_list_filters(node: CriNode) -> None:
     finally:
         _remove(node, a, b)
     assert _leases(node) == []
+
+
+def test_lamina_cri_pod_commands(lamina: Runner, node: CriNode, tmp_path: pathlib.Path) -> None:
+    uid = secrets.token_hex(4)
+    yaml_file = tmp_path / "pod.yaml"
+    yaml_file.write_text(f"metadata:\n  name: cli\n  namespace: lamina-test\n  uid: {uid}\n  attempt: 1\n"
+                         "hostname: cli\nlog_directory: /tmp/pods/cli\nlabels:\n  app: cli\n"
+                         "dns_config:\n  servers: [10.96.0.10]\nlinux: {}\nunknown_to_crictl: 1\n")
+    json_file = tmp_path / "pod.json"
+    json_file.write_text(json.dumps({"metadata": {"name": "cli-json", "namespace": "lamina-test", "uid": uid},
+                                     "port_mappings": [{"container_port": 80, "host_port": 8080}],
+                                     "linux": {"security_context": {"namespace_options": {"network": 2}}}}))
+    pod = lamina("cri", "runp", str(yaml_file)).stdout.strip()
+    host_pod = lamina("cri", "runp", str(json_file)).stdout.strip()
+    try:
+        rows = [line.split() for line in lamina("cri", "pods").stdout.splitlines()]
+        assert rows[0] == ["POD", "ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"]
+        row = next(r for r in rows if r[0] == pod[:13])
+        assert row[-5:] == ["Ready", "cli", "lamina-test", "1", "(default)"]
+        assert lamina("cri", "pods", "-q", "--label", "app=cli").stdout.split() == [pod]
+        assert lamina("cri", "pods", "-q", "--name", "^cli-").stdout.split() == [host_pod]
+        inspected = json.loads(lamina("cri", "inspectp", pod).stdout)
+        assert inspected["status"]["state"] == "SANDBOX_READY"
+        assert ipaddress.ip_address(inspected["status"]["network"]["ip"]) in SUBNET
+        assert inspected["info"]["info"]["config"]["hostname"] == "cli" and inspected["info"]["info"]["pid"] > 0
+        assert lamina("cri", "stopp", pod).stdout == f"Stopped sandbox {pod}\n"
+        assert lamina("cri", "pods", "-q", "--state", "notready").stdout.split() == [pod]
+        refused = lamina("cri", "rmp", host_pod, check=False)
+        assert refused.returncode != 0 and "please use -f to force removal" in refused.stderr
+        assert lamina("cri", "rmp", "-f", host_pod, pod).stdout == (f"Removed sandbox {host_pod}\n"
+                                                                     f"Removed sandbox {pod}\n")
+        assert lamina("cri", "pods", "-q").stdout == ""
+    finally:
+        _remove(node, pod, host_pod)
