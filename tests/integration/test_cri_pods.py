@@ -5,7 +5,8 @@ rather than ``ip netns exec``, which would also give laminad a mount
 namespace of its own and hide its mounts from the leak checks), so the
 bridge, veths and 10.88.0.0/16 exist only there.  host-local keeps its
 leases under the daemon's temp dir, so "the IP is released" is "that dir
-holds no address".  The pause image is built offline from catatonit and
+holds no address"; ``portmap``, chained after ``bridge``, puts host ports
+into that namespace's iptables.  The pause image is built offline from catatonit and
 imported into ``k8s.io``.
 """
 
@@ -61,6 +62,7 @@ def _write_conflist(node: CriNode) -> None:
     conflist = {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [
         {"type": "bridge", "bridge": f"lt{secrets.token_hex(3)}", "isGateway": True,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": str(SUBNET)}]], "dataDir": _ipam_dir(node)}},
+        {"type": "portmap", "capabilities": {"portMappings": True}},
     ]}
     os.makedirs(node.conf_dir)
     with open(f"{node.conf_dir}/10-pods.conflist", "w") as f:
@@ -177,6 +179,23 @@ def test_pod_on_the_bridge_network_from_run_to_remove(node: CriNode, netns: str)
     assert pod not in listed
     assert not os.path.exists(files)
     node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))  # unknown id: not an error
+
+
+def _nat_rules(netns: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", netns, "iptables", "-t", "nat", "-S"], capture_output=True,
+                          text=True, check=True).stdout
+
+
+def test_host_ports_through_the_chained_portmap_plugin(node: CriNode, netns: str) -> None:
+    """portmap needs the bridge's result as ``prevResult`` on ADD and DEL: the chain is run as libcni runs it."""
+    _need("/usr/sbin/iptables")
+    ports = [pb.PortMapping(protocol=pb.TCP, container_port=80, host_port=18080)]
+    pod = _run(node, _config("ported", port_mappings=ports))
+    ip = _status(node, pod)[0].network.ip
+    assert f"--dport 18080 -j DNAT --to-destination {ip}:80" in _nat_rules(netns)
+    node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
+    assert "18080" not in _nat_rules(netns)
+    _remove(node, pod)
 
 
 def test_a_pods_name_is_reserved_until_it_is_removed(node: CriNode) -> None:
