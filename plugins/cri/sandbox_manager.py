@@ -35,7 +35,7 @@ from typing import Any
 
 from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, LaminaError, NotFound
 from lamina.core.log import get_logger
-from lamina.core.metadata.containers import AnyValue, Container, ContainerStore, RuntimeInfo
+from lamina.core.metadata.containers import Container, ContainerStore, RuntimeInfo
 from lamina.core.metadata.snapshots import SnapshotStore
 from lamina.plugins.cri import K8S_NAMESPACE, netns, sandbox_records
 from lamina.plugins.cri.config import CriConfig
@@ -152,7 +152,7 @@ class SandboxManager:
         image_labels = (image.config.get("config") or {}).get("Labels") or {}
         container = await self._containers.create(NS, Container(
             id=sandbox_id, runtime=RuntimeInfo(name=RUNTIME),
-            spec=AnyValue(type_url=sandbox_records.SPEC_TYPE_URL, value=json.dumps(spec).encode()),
+            spec=sandbox_records.spec(spec),
             labels=sandbox_records.labels(config.labels, image_labels),
             image=(image.repo_tags or image.references)[0], snapshotter=store.name, snapshot_key=sandbox_id,
             extensions={sandbox_records.METADATA_EXTENSION: sandbox_records.encode(metadata)},

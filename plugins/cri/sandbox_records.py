@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from lamina.client.containers import SPEC_TYPE_URL
 from lamina.core.metadata.containers import AnyValue, Container
 from lamina.plugins.cri.pods import PodConfig, pod_config
 
@@ -26,7 +27,6 @@ KIND_SANDBOX = "sandbox"
 METADATA_EXTENSION = "io.cri-containerd.sandbox.metadata"
 METADATA_TYPE_URL = "github.com/containerd/cri/pkg/store/sandbox/Metadata"
 METADATA_VERSION = "v1"
-SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +67,11 @@ def decode(container: Container) -> SandboxMetadata:
         additional_ips=tuple(document.get("AdditionalIPs") or ()), runtime_handler=document.get("RuntimeHandler", ""),
         cni=MappingProxyType(cni) if cni else None,
     )
+
+
+def spec(document: dict[str, Any]) -> AnyValue:
+    """An OCI spec as containers carry it (what ``ctr`` sends)."""
+    return AnyValue(type_url=SPEC_TYPE_URL, value=json.dumps(document).encode())
 
 
 def spec_of(container: Container) -> dict[str, Any]:
