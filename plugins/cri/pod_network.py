@@ -4,16 +4,17 @@ As containerd 1.6's ``setupPodNetwork``/``teardownPodNetwork`` over go-cni:
 the plugins get the pod in ``CNI_ARGS`` (``toCNILabels``) and, where their
 ``capabilities`` ask, its host ports (``portMappings``), DNS (``dns``) and
 annotations (``io.kubernetes.cri.pod-annotations``); the pod's IP is the
-first IPv4 address (else the first) the result gives ``eth0``.  The network
-a pod was set up on is kept with its result, so that its teardown runs the
-same plugins even when ``conf_dir`` has changed since.  Both calls block on
-the plugins: run them in a thread.
+first IPv4 address (else the first) the result gives ``eth0``.  The caller
+records the network it :meth:`chose <PodNetwork.choose>` before ADD, and the
+result after, so that teardown runs the same plugins (with that result as
+``prevResult``) even when ADD failed half-way, the daemon died, or
+``conf_dir`` has changed since.  ADD and DEL block on the plugins: run them
+in a thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -24,12 +25,6 @@ from lamina.plugins.cri.pods import PodConfig
 
 IFNAME = "eth0"
 POD_ANNOTATIONS_CAPABILITY = "io.kubernetes.cri.pod-annotations"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Attached:
-    cni: Mapping[str, Any]  # {"network": the conflist document, "result": the ADD's result}
-    ips: tuple[str, ...]
 
 
 def _attachment(sandbox_id: str, config: PodConfig, netns_path: str, ifname: str) -> cni.Attachment:
@@ -48,10 +43,6 @@ def _attachment(sandbox_id: str, config: PodConfig, netns_path: str, ifname: str
                           capabilities=capabilities)
 
 
-def _document(network: cni_config.NetworkConfig) -> dict[str, Any]:
-    return {"name": network.name, "cniVersion": network.cni_version, "plugins": [dict(p) for p in network.plugins]}
-
-
 def _network(document: Mapping[str, Any]) -> cni_config.NetworkConfig:
     return cni_config.NetworkConfig(path="", name=str(document["name"]), cni_version=str(document["cniVersion"]),
                                     plugins=tuple(MappingProxyType(dict(p)) for p in document["plugins"]))
@@ -61,27 +52,30 @@ class PodNetwork:
     def __init__(self, config: CniConfig) -> None:
         self._config = config
 
-    def setup(self, sandbox_id: str, config: PodConfig, netns_path: str) -> Attached:
-        """ADD: loopback, then the network; on failure the caller still owes a :meth:`teardown`."""
+    def choose(self, sandbox_id: str) -> dict[str, Any]:
+        """The network a new pod goes on, as a document to keep: the first of ``conf_dir``."""
         try:
             network = cni_config.load(self._config.conf_dir, self._config.max_conf_num)[0]
         except FailedPrecondition as exc:
             raise FailedPrecondition(f"failed to setup network for sandbox {sandbox_id!r}: {exc.context}") from None
+        return {"name": network.name, "cniVersion": network.cni_version,
+                "plugins": [dict(p) for p in network.plugins]}
+
+    def setup(self, sandbox_id: str, config: PodConfig, netns_path: str,
+              network: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """ADD: loopback, then ``network``; its result and the pod's IPs.  On failure a
+        :meth:`teardown` is still owed."""
         bin_dir = self._config.bin_dir
         cni.add(bin_dir, cni.LOOPBACK, _attachment(sandbox_id, config, netns_path, "lo"))
-        result = cni.add(bin_dir, network, _attachment(sandbox_id, config, netns_path, IFNAME))
+        result = cni.add(bin_dir, _network(network), _attachment(sandbox_id, config, netns_path, IFNAME))
         ips = cni.interface_ips(result, IFNAME)
         if not ips:
             raise FailedPrecondition(f"failed to find network info for sandbox {sandbox_id!r}")
-        return Attached(cni={"network": _document(network), "result": result}, ips=ips)
+        return result, ips
 
-    def teardown(self, sandbox_id: str, config: PodConfig, netns_path: str,
-                 attached: Mapping[str, Any] | None) -> None:
-        """DEL on the network the pod was set up on (else the configured one), then loopback."""
-        if attached is not None:
-            network, result = _network(attached["network"]), attached.get("result")
-        else:
-            network, result = cni_config.load(self._config.conf_dir, self._config.max_conf_num)[0], None
+    def teardown(self, sandbox_id: str, config: PodConfig, netns_path: str, network: Mapping[str, Any],
+                 result: Mapping[str, Any] | None) -> None:
+        """DEL on ``network`` with the ADD's result (if it got that far), then loopback."""
         bin_dir = self._config.bin_dir
-        cni.delete(bin_dir, network, _attachment(sandbox_id, config, netns_path, IFNAME), result)
+        cni.delete(bin_dir, _network(network), _attachment(sandbox_id, config, netns_path, IFNAME), result)
         cni.delete(bin_dir, cni.LOOPBACK, _attachment(sandbox_id, config, netns_path, "lo"), None)

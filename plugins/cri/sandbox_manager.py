@@ -13,7 +13,8 @@ Follows containerd 1.6's ``pkg/cri/server/sandbox_{run,stop,remove,status,list}.
   kubelet expects of containerd.  A crash at any step leaves a record whose
   Stop/Remove release whatever exists.
 - Stop kills the pause process (SIGKILL), deletes its task, unmounts the
-  pod's ``/dev/shm``, runs CNI DEL and removes the netns; a pod stops twice
+  pod's ``/dev/shm``, runs CNI DEL (on the network recorded before ADD, so
+  a half-done ADD is undone too) and removes the netns; a pod stops twice
   without complaint.  Remove stops, then removes the snapshot, the files and
   the record; an unknown id is not an error.
 - A pod is READY while its pause task runs; its IP is shown while its netns
@@ -68,6 +69,7 @@ class SandboxManager:
         self._state = state_dir
         self._network = PodNetwork(config.cni)
         self._reserving: dict[str, str] = {}  # name -> id, while RunPodSandbox works
+        self._locks: dict[str, asyncio.Lock] = {}  # per sandbox: run, stop and remove one at a time
 
     # -- lookups ---------------------------------------------------------
 
@@ -103,6 +105,9 @@ class SandboxManager:
                 return record.id
         return None
 
+    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+
     # -- run -------------------------------------------------------------
 
     async def run(self, config: PodConfig, runtime_handler: str) -> str:
@@ -117,7 +122,8 @@ class SandboxManager:
         sandbox_id = secrets.token_hex(32)
         self._reserving[name] = sandbox_id
         try:
-            await self._run(sandbox_id, name, config, runtime_handler)
+            async with self._lock(sandbox_id):
+                await self._run(sandbox_id, name, config, runtime_handler)
         finally:
             del self._reserving[name]
         log.info("pod sandbox started", id=sandbox_id, pod=name)
@@ -161,17 +167,22 @@ class SandboxManager:
             rootfs = await store.prepare(NS, sandbox_id, image.chain_id)
             await asyncio.to_thread(setup_files, config, dirs)
             if netns_path:
+                network = self._network.choose(sandbox_id)
                 await asyncio.to_thread(netns.create, netns_path)
-                attached = await asyncio.to_thread(self._network.setup, sandbox_id, config, netns_path)
-                metadata = dataclasses.replace(metadata, ip=attached.ips[0], additional_ips=attached.ips[1:],
-                                               cni=attached.cni)
+                metadata = dataclasses.replace(metadata, cni={"network": network, "result": None})
+                await self._save(container, metadata)
+                result, ips = await asyncio.to_thread(self._network.setup, sandbox_id, config, netns_path, network)
+                metadata = dataclasses.replace(metadata, ip=ips[0], additional_ips=ips[1:],
+                                               cni={"network": network, "result": result})
                 await self._save(container, metadata)
             task, _ = await self._tasks.create(NS, container, rootfs=rootfs, io=IO(), options=None)
             await task.start()
         except BaseException as exc:
             log.warning("pod sandbox failed to start, left not ready", id=sandbox_id, error=str(exc))
-            with contextlib.suppress(LaminaError, OSError, TimeoutError):
+            try:
                 await self._release(sandbox_id)
+            except (LaminaError, OSError, TimeoutError) as cleanup:
+                log.error("failed to release a pod sandbox that failed to start", id=sandbox_id, error=str(cleanup))
             raise
 
     async def _save(self, container: Container, metadata: SandboxMetadata) -> None:
@@ -203,29 +214,37 @@ class SandboxManager:
         await self._stop_task(sandbox_id)
         await asyncio.to_thread(unmount_shm, self._dirs(sandbox_id))
         path = metadata.netns_path
-        if path and (metadata.cni is not None or await asyncio.to_thread(netns.exists, path)):
-            await asyncio.to_thread(self._network.teardown, sandbox_id, metadata.config, path, metadata.cni)
-            await asyncio.to_thread(netns.remove, path)
+        if metadata.cni is not None:
+            await asyncio.to_thread(self._network.teardown, sandbox_id, metadata.config, path,
+                                    metadata.cni["network"], metadata.cni.get("result"))
             await self._save(container, dataclasses.replace(metadata, ip="", additional_ips=(), cni=None))
+        if path:
+            await asyncio.to_thread(netns.remove, path)
 
     async def stop(self, sandbox_id: str) -> None:
         container = self._get(sandbox_id)
-        await self._release(container.id)
+        async with self._lock(container.id):
+            await self._release(container.id)
         log.info("pod sandbox stopped", id=container.id)
 
     async def remove(self, sandbox_id: str) -> None:
         container = self._find(sandbox_id)
         if container is None:
             return
+        async with self._lock(container.id):
+            with contextlib.suppress(NotFound):  # removed meanwhile
+                await self._remove(container)
+        self._locks.pop(container.id, None)
+        log.info("pod sandbox removed", id=container.id)
+
+    async def _remove(self, container: Container) -> None:
         await self._release(container.id)
         store = self._snapshots.get(container.snapshotter)
         if store is not None and container.snapshot_key:
             with contextlib.suppress(NotFound):
                 await store.remove(NS, container.snapshot_key)
         await asyncio.to_thread(cleanup_files, self._dirs(container.id))
-        with contextlib.suppress(NotFound):
-            await self._containers.delete(NS, container.id)
-        log.info("pod sandbox removed", id=container.id)
+        await self._containers.delete(NS, container.id)
 
     # -- status and list -------------------------------------------------
 
@@ -243,7 +262,7 @@ class SandboxManager:
                     "snapshotter": container.snapshotter, "runtimeHandler": metadata.runtime_handler,
                     "runtimeType": container.runtime.name, "config": dict(metadata.config.document),
                     "runtimeSpec": sandbox_records.spec_of(container),
-                    "cniResult": dict(metadata.cni["result"]) if metadata.cni else None}
+                    "cniResult": (metadata.cni or {}).get("result")}
         return Sandbox(id=container.id, name=metadata.name, config=metadata.config,
                        state=SandboxState.READY if status == "running" else SandboxState.NOTREADY,
                        created_at_ns=container.created_at_ns, ip=metadata.ip if netns_open else "",

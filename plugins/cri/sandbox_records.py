@@ -38,7 +38,7 @@ class SandboxMetadata:
     ip: str
     additional_ips: tuple[str, ...]
     runtime_handler: str
-    cni: Mapping[str, Any] | None  # {"network": the conflist used, "result": the ADD's result}
+    cni: Mapping[str, Any] | None  # {"network": the conflist chosen, "result": the ADD's result, once it is in}
 
 
 def labels(pod_labels: Mapping[str, str], image_labels: Mapping[str, str]) -> dict[str, str]:

@@ -227,6 +227,23 @@ def test_a_pod_that_failed_to_start_stays_not_ready_holding_its_name(node: CriNo
     assert _ids(node) == set()
 
 
+def test_without_a_conflist_a_pod_fails_naming_the_cause(node: CriNode) -> None:
+    conflist = f"{node.conf_dir}/10-pods.conflist"
+    os.rename(conflist, f"{conflist}.off")
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            _run(node, _config("netless"))
+    finally:
+        os.rename(f"{conflist}.off", conflist)
+    assert "cni plugin not initialized" in caught.value.details()
+    (pod,) = _ids(node)
+    status, info = _status(node, pod)
+    assert (status.state, info["netNamespaceClosed"]) == (pb.SANDBOX_NOTREADY, True)
+    assert not os.path.exists(_netns_path(info))
+    node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
+    assert _ids(node) == set()
+
+
 def test_pods_survive_a_killed_daemon(node: CriNode) -> None:
     pod = _run(node, _config("durable"))
     ip = _status(node, pod)[0].network.ip
