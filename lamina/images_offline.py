@@ -1,7 +1,10 @@
-"""Builds small images offline: busybox from Debian's busybox-static, and any layers given.
+"""Builds small images offline: busybox from Debian's busybox-static, a pod's pause image from
+Debian's catatonit, and any layers given.
 
 ``lamina images build-busybox OUT.tar`` writes the busybox image that the
-README, the demo and the tests import, with no registry or network.  The
+README, the demo and the tests import, with no registry or network;
+``lamina images build-pause OUT.tar`` the image the CRI's ``sandbox_image``
+names (catatonit's ``-P`` mode only waits, as Kubernetes' pause does).  The
 archive is an OCI image layout in a tar, as ``ctr images import`` and
 ``skopeo`` read it.  Everything is deterministic (fixed mtimes, gzip without
 a timestamp), so the same inputs give the same digests run after run.
@@ -22,7 +25,9 @@ from lamina.core.fsutil import atomic_write
 from lamina.core.platforms import host
 
 BUSYBOX = "/bin/busybox"
+CATATONIT = "/usr/bin/catatonit"
 DEFAULT_NAME = "docker.io/library/busybox:latest"
+PAUSE_NAME = "localhost/lamina/pause:catatonit"
 MTIME = 1_700_000_000
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -79,6 +84,14 @@ def busybox_entries() -> list[Entry]:
     passwd = b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"
     entries.append(Entry(path="etc/passwd", data=passwd))
     entries.append(Entry(path="etc/group", data=b"root:x:0:\nnogroup:x:65534:\n"))
+    return entries
+
+
+def pause_entries() -> list[Entry]:
+    with open(CATATONIT, "rb") as f:
+        binary = f.read()
+    entries = [Entry(path=d, is_dir=True, mode=0o755) for d in ("dev", "etc", "proc", "sys")]
+    entries.append(Entry(path="catatonit", data=binary, mode=0o755))
     return entries
 
 
@@ -141,4 +154,11 @@ def write_busybox_archive(path: str, name: str = DEFAULT_NAME) -> str:
     The whole new file, or none: a crash leaves no half-written archive.
     """
     atomic_write(path, oci_archive([busybox_entries()], name, architecture=host().architecture))
+    return path
+
+
+def write_pause_archive(path: str, name: str = PAUSE_NAME) -> str:
+    """Write the pause image (``/catatonit -P``, one static binary) at ``path``, whole or not at all."""
+    atomic_write(path, oci_archive([pause_entries()], name, cmd=("/catatonit", "-P"),
+                                   architecture=host().architecture))
     return path

@@ -1,6 +1,6 @@
-"""``lamina images import|export|build-busybox|mount|unmount``: image archives and image root filesystems.
+"""``lamina images import|export|build-busybox|build-pause|mount|unmount``: image archives and root filesystems.
 
-``build-busybox`` writes an archive offline, without a daemon.  The other
+``build-busybox`` and ``build-pause`` write an archive offline, without a daemon.  The other
 flags and output follow ``ctr``: import prints ``unpacking NAME (DIGEST)...done``
 per image, mount prints the chain id and the target, unmount the target.
 Progress goes to stdout as bars on a TTY and one line per change otherwise
@@ -153,6 +153,18 @@ def unmount(remove: bool, snapshotter: str, target: str) -> None:
     click.echo(path)
 
 
+def _check_out(out: str, source: str, package: str) -> None:
+    """Refuse an archive path that cannot be what the user meant, before writing anything."""
+    if out.startswith("-"):
+        raise click.BadParameter(f"{out!r} looks like an option; write ./{out} to mean a file", param_hint="OUT.tar")
+    if os.path.isdir(out):
+        raise click.BadParameter(f"{out!r} is a directory", param_hint="OUT.tar")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise click.BadParameter(f"the directory of {out!r} does not exist", param_hint="OUT.tar")
+    if not os.path.isfile(source):
+        raise click.ClickException(f"{source} not found: install Debian's {package}")
+
+
 @click.command(short_help="Write a busybox image archive, offline.",
                name="build-busybox", epilog="\b\nExample:\n  lamina images build-busybox /tmp/busybox.tar\n"
                "  ctr images import /tmp/busybox.tar")
@@ -167,16 +179,27 @@ def build_busybox(out: str) -> None:
     """
     from lamina.images_offline import BUSYBOX, DEFAULT_NAME, write_busybox_archive
 
-    if out.startswith("-"):
-        raise click.BadParameter(f"{out!r} looks like an option; write ./{out} to mean a file", param_hint="OUT.tar")
-    if os.path.isdir(out):
-        raise click.BadParameter(f"{out!r} is a directory", param_hint="OUT.tar")
-    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
-        raise click.BadParameter(f"the directory of {out!r} does not exist", param_hint="OUT.tar")
-    if not os.path.isfile(BUSYBOX):
-        raise click.ClickException(f"{BUSYBOX} not found: install Debian's busybox-static")
+    _check_out(out, BUSYBOX, "busybox-static")
     write_busybox_archive(out)
     click.echo(f"{out}: {DEFAULT_NAME}")
 
 
-COMMANDS = [import_, export, build_busybox, mount, unmount]
+@click.command(short_help="Write a pod pause image archive, offline.",
+               name="build-pause", epilog="\b\nExample:\n  lamina images build-pause /tmp/pause.tar\n"
+               "  ctr -n k8s.io images import /tmp/pause.tar")
+@click.argument("out", metavar="OUT.tar")
+def build_pause(out: str) -> None:
+    """Write a pod sandbox (pause) image archive, offline, from Debian's catatonit.
+
+    OUT.tar is an OCI archive of localhost/lamina/pause:catatonit, the image
+    the CRI plugin's sandbox_image names; import it into namespace k8s.io.
+    It is written whole or not at all, replacing any file of that name.
+    """
+    from lamina.images_offline import CATATONIT, PAUSE_NAME, write_pause_archive
+
+    _check_out(out, CATATONIT, "catatonit")
+    write_pause_archive(out)
+    click.echo(f"{out}: {PAUSE_NAME}")
+
+
+COMMANDS = [import_, export, build_busybox, build_pause, mount, unmount]

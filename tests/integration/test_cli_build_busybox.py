@@ -1,4 +1,4 @@
-"""``lamina images build-busybox``: the offline image the README and the demo use, end to end.
+"""``lamina images build-busybox`` and ``build-pause``: the offline images the README and the demo use, end to end.
 
 It must run from any directory (not only the clone), refuse what would
 surprise (a directory, an option-looking name), write the whole file or
@@ -51,3 +51,11 @@ def test_built_image_imports_and_runs_with_ctr(tmp_path: Path, ctr: Runner) -> N
     assert "docker.io/library/busybox:latest" in imported
     out = ctr("run", "--rm", "docker.io/library/busybox:latest", "build-busybox-hi", "echo", "hi").stdout
     assert out == "hi\n"
+
+
+def test_build_pause_writes_the_cri_sandbox_image(tmp_path: Path, ctr: Runner) -> None:
+    result = subprocess.run(["lamina", "images", "build-pause", "pause.tar"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "pause.tar: localhost/lamina/pause:catatonit\n"), result.stderr
+    assert "localhost/lamina/pause:catatonit" in ctr("images", "import", str(tmp_path / "pause.tar")).stdout
+    ctr("images", "rm", "localhost/lamina/pause:catatonit")
