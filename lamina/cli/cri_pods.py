@@ -52,7 +52,8 @@ def load_pod_config(path: str) -> pb.PodSandboxConfig:
         raise click.BadParameter(f"{path}: {exc}", param_hint="POD_CONFIG") from None
 
 
-@click.command(epilog="\b\nExample:\n  POD=$(lamina cri runp pod.json)")
+@click.command(short_help="Run a pod sandbox from a crictl pod config file.",
+               epilog="\b\nExample:\n  POD=$(lamina cri runp pod.json)")
 @click.option("-r", "--runtime", default="", help="The runtime handler  [default: the runtime's default]")
 @click.argument("pod_config", metavar="POD_CONFIG")
 def runp(runtime: str, pod_config: str) -> None:
@@ -114,7 +115,8 @@ def inspectp(pod_ids: tuple[str, ...]) -> None:
         echo_json({"status": message_json(status.status), "info": verbose_info(status.info)})
 
 
-@click.command(epilog="\b\nExample:\n  lamina cri stopp $POD")
+@click.command(short_help="Stop pod sandboxes and release their network.",
+               epilog="\b\nExample:\n  lamina cri stopp $POD")
 @click.argument("pod_ids", metavar="POD_ID...", nargs=-1, required=True)
 def stopp(pod_ids: tuple[str, ...]) -> None:
     """Stop pod sandboxes: their processes end and their network is released."""
