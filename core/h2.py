@@ -34,11 +34,13 @@ Bounds, per connection:
 - Stalls: ``stalled`` says the connection waits for the rest of the preface,
   a frame or a header block; the wrapper times that out.
 
-Closed streams are remembered (the last ``CLOSED_REMEMBERED``) with who
-closed them: frames after laminad's own RST_STREAM are ignored (§5.1), DATA
-or HEADERS after the client's END_STREAM or RST_STREAM get STREAM_CLOSED.
-A HEADERS on an id below the highest opened that is not remembered was
-never opened (or long forgotten): a connection PROTOCOL_ERROR (§5.1.1).
+Closed streams are remembered (the last ``CLOSED_REMEMBERED``) with how
+they closed, because RFC 9113 §5.1 answers a late DATA or HEADERS by that:
+after laminad's own RST_STREAM it is ignored; after the client's RST_STREAM
+it is a stream error STREAM_CLOSED; on a stream both sides ended it is a
+connection error STREAM_CLOSED.  A HEADERS on an id below the highest opened
+that is not remembered was never opened (or is long forgotten): a
+connection PROTOCOL_ERROR (§5.1.1).
 """
 
 from __future__ import annotations
@@ -103,6 +105,8 @@ from lamina.core.h2_headers import Malformed, check_trailers, content_length, re
 from lamina.core.hpack_decoder import HeaderBlockError, HeaderDecoder
 
 CLOSED_REMEMBERED = 1024
+# How a remembered stream was closed, which decides how a late DATA or HEADERS is answered (§5.1).
+RESET_BY_LAMINAD, RESET_BY_PEER, ENDED = 0, 1, 2
 # Connection credit is returned in batches of this many consumed bytes.
 CREDIT_BATCH = CONNECTION_WINDOW // 4
 
@@ -136,7 +140,7 @@ class H2Connection:
         self._header_self_dependent = False
         self._header_block = bytearray()
         self.streams: dict[int, _Stream] = {}
-        self._closed: dict[int, bool] = {}  # recently closed stream → laminad reset it
+        self._closed: dict[int, int] = {}  # recently closed stream → how (RESET_BY_LAMINAD, ...)
         self.last_stream_id = 0
         self.peer_initial_window = DEFAULT_WINDOW
         self.peer_max_frame = DEFAULT_FRAME
@@ -253,7 +257,10 @@ class H2Connection:
             self._return_credit(size)  # flow-controlled, and never reaches a handler
             if stream is None and (stream_id > self.last_stream_id or not stream_id & 1):
                 raise ProtocolError(f"DATA on idle stream {stream_id}")
-            if stream is not None or not self._closed.get(stream_id, False):
+            how = RESET_BY_PEER if stream is not None else self._closed.get(stream_id, RESET_BY_PEER)
+            if how == ENDED:
+                raise ProtocolError(f"DATA on closed stream {stream_id}", STREAM_CLOSED)
+            if how == RESET_BY_PEER:  # or half-closed (remote): a stream error
                 self._reset(stream_id, STREAM_CLOSED)
             return
         stream.recv_window -= size
@@ -275,7 +282,7 @@ class H2Connection:
         stream.remote_ended = end
         self._events.append(DataReceived(stream_id=stream_id, data=data, ended=end))
         if end and stream.local_ended:
-            self._close(stream, False)
+            self._close(stream, ENDED)
 
     def _headers(self, flags: int, stream_id: int, payload: bytes) -> None:
         if stream_id == 0 or not stream_id & 1:
@@ -309,9 +316,12 @@ class H2Connection:
         if stream is not None:
             self._trailers(stream, fields, end)
         elif stream_id <= self.last_stream_id:
-            if stream_id not in self._closed:
+            how = self._closed.get(stream_id)
+            if how is None:
                 raise ProtocolError(f"HEADERS opening stream {stream_id} after stream {self.last_stream_id}")
-            if not self._closed[stream_id]:
+            if how == ENDED:
+                raise ProtocolError(f"HEADERS on closed stream {stream_id}", STREAM_CLOSED)
+            if how == RESET_BY_PEER:
                 self._reset(stream_id, STREAM_CLOSED)
         else:
             self._open(stream_id, fields, end)
@@ -332,7 +342,7 @@ class H2Connection:
         stream.remote_ended = True
         self._events.append(DataReceived(stream_id=stream.id, data=b"", ended=True))
         if stream.local_ended:
-            self._close(stream, False)
+            self._close(stream, ENDED)
 
     def _open(self, stream_id: int, fields: list[tuple[str, str]], end: bool) -> None:
         self.last_stream_id = stream_id
@@ -357,7 +367,7 @@ class H2Connection:
             raise ProtocolError(f"RST_STREAM on idle stream {stream_id}")
         stream = self.streams.get(stream_id)
         if stream is not None:
-            self._close(stream, False)
+            self._close(stream, RESET_BY_PEER)
             self._events.append(StreamAborted(stream_id=stream_id, code=U32.unpack(payload)[0]))
 
     def _settings(self, flags: int, payload: bytes) -> None:
@@ -414,9 +424,9 @@ class H2Connection:
 
     # -- closing and credit ----------------------------------------------------
 
-    def _close(self, stream: _Stream, by_laminad: bool) -> None:
+    def _close(self, stream: _Stream, how: int) -> None:
         del self.streams[stream.id]
-        self._closed[stream.id] = by_laminad
+        self._closed[stream.id] = how
         if len(self._closed) > CLOSED_REMEMBERED:
             del self._closed[next(iter(self._closed))]
         self._return_credit(stream.buffered)
@@ -426,10 +436,10 @@ class H2Connection:
         self._out.append(reset_frame(stream_id, code))
         stream = self.streams.get(stream_id)
         if stream is not None:
-            self._close(stream, True)
+            self._close(stream, RESET_BY_LAMINAD)
             self._events.append(StreamAborted(stream_id=stream_id, code=code))
         elif stream_id <= self.last_stream_id:
-            self._closed[stream_id] = True
+            self._closed[stream_id] = RESET_BY_LAMINAD
 
     def _credit_stream(self, stream: _Stream, n: int) -> None:
         if n and not stream.remote_ended:
@@ -465,7 +475,7 @@ class H2Connection:
     def _ended(self, stream: _Stream) -> None:
         stream.local_ended = True
         if stream.remote_ended:
-            self._close(stream, False)
+            self._close(stream, ENDED)
 
     def sendable(self, stream_id: int) -> int:
         """DATA bytes the windows and the peer's frame size allow on the stream now."""
@@ -519,7 +529,7 @@ class H2Connection:
             return
         if stream.local_ended:
             self._out.append(reset_frame(stream_id, NO_ERROR))
-        self._close(stream, True)
+        self._close(stream, RESET_BY_LAMINAD)
 
     def go_away(self, code: int = NO_ERROR, debug: str = "") -> None:
         """Tell the peer the last stream this connection will serve; later ones are refused."""

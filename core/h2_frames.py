@@ -27,7 +27,7 @@ FIXED_SIZES = {PRIORITY: 5, RST_STREAM: 4, PING: 8, WINDOW_UPDATE: 4}
 DEFAULT_WINDOW = 65_535
 DEFAULT_FRAME = 16_384  # also the least SETTINGS_MAX_FRAME_SIZE a peer may set
 LARGEST_FRAME = (1 << 24) - 1  # the most SETTINGS_MAX_FRAME_SIZE a peer may set
-MAX_FRAME = 1 << 20  # what laminad accepts; announced in SETTINGS
+MAX_FRAME = DEFAULT_FRAME  # what laminad accepts (grpc-go clients never send larger DATA frames)
 STREAM_WINDOW = 1 << 20
 # Request bytes one connection may have buffered and not yet consumed, all streams together:
 # credit is returned only as handlers take messages (``h2.py``).

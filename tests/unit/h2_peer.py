@@ -93,5 +93,10 @@ class Peer:
         return self.send(self.headers(stream_id), DataFrame(stream_id, data=b"\0" * 5, flags=["END_STREAM"]))
 
 
+def body(stream_id: int, size: int, frame_size: int = 16_384) -> list[Frame]:
+    """``size`` bytes of body in DATA frames of the default largest size."""
+    return [DataFrame(stream_id, data=b"\0" * min(frame_size, size - offset)) for offset in range(0, size, frame_size)]
+
+
 def data(stream_id: int, payload: bytes, *, end: bool = False) -> DataFrame:
     return DataFrame(stream_id, data=payload, flags=["END_STREAM"] if end else [])

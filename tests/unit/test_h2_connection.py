@@ -46,7 +46,7 @@ def test_the_server_announces_its_bounds_and_answers_ping() -> None:
     settings, window, ack = peer.server_settings
     assert settings.settings == {SettingsFrame.ENABLE_PUSH: 0, SettingsFrame.MAX_CONCURRENT_STREAMS: 1000,
                                  SettingsFrame.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                                 SettingsFrame.MAX_FRAME_SIZE: 1 << 20, SettingsFrame.MAX_HEADER_LIST_SIZE: 1 << 20}
+                                 SettingsFrame.MAX_FRAME_SIZE: 16_384, SettingsFrame.MAX_HEADER_LIST_SIZE: 1 << 20}
     assert MAX_CONCURRENT_STREAMS == 1000
     assert (window.stream_id, window.window_increment) == (0, CONNECTION_WINDOW - 65_535)
     assert ack.stream_id == 0 and "ACK" in ack.flags
@@ -166,3 +166,7 @@ def test_stalled_means_part_of_a_preface_frame_or_header_block() -> None:
     assert not conn.stalled
     conn.receive(raw(1, 0, 1, b""))  # HEADERS without END_HEADERS: a CONTINUATION is owed
     assert conn.stalled
+
+
+def test_a_frame_larger_than_announced_is_a_frame_size_error() -> None:
+    _connection_error(Peer(), raw(1, 0x5, 1, b"\0" * 16_385), code=FRAME_SIZE_ERROR)

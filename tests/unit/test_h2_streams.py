@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hyperframe.frame import ContinuationFrame, DataFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import ContinuationFrame, HeadersFrame, RstStreamFrame
 
 from lamina.core.h2_events import DataReceived, RequestReceived, StreamAborted
 from lamina.core.h2_frames import (
@@ -16,7 +16,7 @@ from lamina.core.h2_frames import (
     STREAM_CLOSED,
     STREAM_WINDOW,
 )
-from tests.unit.h2_peer import REQUEST, Peer, data
+from tests.unit.h2_peer import REQUEST, Peer, body, data
 
 ANSWER = b"\x88"  # ":status: 200"
 
@@ -52,12 +52,9 @@ def test_data_or_headers_on_a_half_closed_remote_stream_are_stream_closed() -> N
 
 
 def test_data_or_headers_on_a_closed_stream_are_stream_closed() -> None:
+    """A stream error after the client's reset, nothing after laminad's, a connection error after
+    both sides ended (RFC 9113 §5.1, "closed")."""
     peer = Peer()
-    peer.request(1)
-    assert peer.conn.write_answer(1, b"", 0)
-    peer.conn.data_to_send()
-    peer.send(data(1, b"after the end"))
-    assert peer.sent() == [("RST_STREAM", 1, STREAM_CLOSED)]
     peer.request(3, end=False)
     assert peer.send(RstStreamFrame(3, error_code=8)) == [StreamAborted(stream_id=3, code=8)]
     peer.send(data(3, b"after the reset"))
@@ -68,6 +65,15 @@ def test_data_or_headers_on_a_closed_stream_are_stream_closed() -> None:
     peer.send(RstStreamFrame(5, error_code=8))
     peer.send(peer.headers(5, end=True))
     assert peer.sent() == [("RST_STREAM", 5, STREAM_CLOSED)]
+    peer.request(7)
+    assert peer.conn.write_answer(7, b"", 0)
+    events = peer.send(data(7, b"after the end"))
+    assert events[-1].code == STREAM_CLOSED and peer.sent() == [("GOAWAY", 7, STREAM_CLOSED)]
+    ended = Peer()
+    ended.request(1)
+    assert ended.conn.write_answer(1, b"", 0)
+    ended.send(ended.headers(1, end=True))
+    assert ended.sent() == [("GOAWAY", 1, STREAM_CLOSED)]
 
 
 def test_a_second_headers_without_end_stream_is_a_protocol_error() -> None:
@@ -154,11 +160,10 @@ def test_streams_past_the_announced_limit_are_refused() -> None:
 def test_the_connection_window_is_credited_only_as_data_is_consumed() -> None:
     """All streams together cannot make laminad buffer more than the connection window."""
     peer = Peer()
-    chunk = b"\0" * STREAM_WINDOW
     streams = CONNECTION_WINDOW // STREAM_WINDOW
     for n in range(streams):
         peer.request(2 * n + 1, end=False)
-        peer.send(DataFrame(2 * n + 1, data=chunk))
+        peer.send(*body(2 * n + 1, STREAM_WINDOW))
     assert peer.sent() == []  # nothing credited: nothing consumed
     last = 2 * streams + 1
     peer.request(last, end=False)
@@ -168,10 +173,9 @@ def test_the_connection_window_is_credited_only_as_data_is_consumed() -> None:
 
 def test_consumed_and_dropped_data_return_connection_credit() -> None:
     peer = Peer()
-    chunk = b"\0" * STREAM_WINDOW
     for stream_id in (1, 3, 5, 7):
         peer.request(stream_id, end=False)
-        peer.send(DataFrame(stream_id, data=chunk))
+        peer.send(*body(stream_id, STREAM_WINDOW))
     for stream_id in (1, 3):
         peer.conn.consumed(stream_id, STREAM_WINDOW)
     assert peer.sent() == [("WINDOW_UPDATE", 1, STREAM_WINDOW), ("WINDOW_UPDATE", 3, STREAM_WINDOW)]
