@@ -151,6 +151,7 @@ class H2Connection:
         self._events: list[Event] = []
         self.draining = False  # GOAWAY sent: new streams are refused
         self.terminated = False  # a connection error was answered: nothing more is read
+        self.frames_read = 0  # progress, for telling a stall from a slow stream of frames
 
     # -- input ---------------------------------------------------------------
 
@@ -173,7 +174,8 @@ class H2Connection:
         return not self._preface_seen or bool(self._buf) or bool(self._header_stream)
 
     def timed_out(self, seconds: float) -> None:
-        """The client stalled (``stalled``) for ``seconds``: GOAWAY, and the wrapper closes."""
+        """The client stalled (``stalled``, no frame read) for ``seconds``: GOAWAY, and the
+        wrapper closes."""
         self.go_away(PROTOCOL_ERROR, f"no complete frame in {seconds:g} s")
         self.terminated = True
 
@@ -204,6 +206,7 @@ class H2Connection:
             stream_id = ((buf[5] & 0x7F) << 24) | (buf[6] << 16) | (buf[7] << 8) | buf[8]
             payload = bytes(buf[9: 9 + length])
             del buf[: 9 + length]
+            self.frames_read += 1
             self._frame(kind, flags, stream_id, payload)
 
     def _frame(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:

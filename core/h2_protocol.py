@@ -8,8 +8,10 @@ frame.
 
 A client that connects and sends no preface, or stops in the middle of a
 frame or header block, holds a socket and a buffer: after ``stall_timeout``
-seconds of that it gets GOAWAY and the connection is closed.  A connection
-idle between frames is left alone (ctr and engines keep theirs open).
+seconds of that, with no whole frame read meanwhile, it gets GOAWAY and the
+connection is closed.  A big upload often ends a read mid-frame, which is
+why whole frames count as progress; a connection idle between frames is
+left alone (ctr and engines keep theirs open).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class Connection(asyncio.Protocol):
         self._on_close = on_close
         self._stall_timeout = stall_timeout
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._stall_mark = 0  # frames read when the stall timer started
         self.streams: dict[int, Stream] = {}
         self._window_waiters: list[asyncio.Future[None]] = []
         self.paused = False
@@ -105,14 +108,19 @@ class Connection(asyncio.Protocol):
                 self._stall_timer.cancel()
                 self._stall_timer = None
         elif self._stall_timer is None:
+            self._stall_mark = self.core.frames_read
             self._stall_timer = self.loop.call_later(self._stall_timeout, self._stalled)
 
     def _stalled(self) -> None:
         self._stall_timer = None
-        if not self.closed and self.core.stalled:
-            self.core.timed_out(self._stall_timeout)
-            self._flush()
-            self.close()
+        if self.closed or not self.core.stalled:
+            return
+        if self.core.frames_read != self._stall_mark:
+            self._watch_stall()  # frames came meanwhile: measure again from now
+            return
+        self.core.timed_out(self._stall_timeout)
+        self._flush()
+        self.close()
 
     # -- what streams call -------------------------------------------------------
 
