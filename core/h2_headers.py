@@ -10,6 +10,8 @@ whitespace at either end; only request pseudo-fields, each once, all before
 the regular fields, with ``:method``, ``:scheme`` and a non-empty ``:path``
 present; no connection-specific fields; ``te`` only as ``trailers``; a
 ``content-length`` that is a number.  Trailers carry no pseudo-fields.
+Clients repeat the same fields call after call, so fields found valid are
+remembered (a bounded set) and not scanned again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,14 @@ _REQUEST_PSEUDO = frozenset({":method", ":scheme", ":path", ":authority"})
 _CONNECTION_SPECIFIC = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"})
 _BAD_NAME = re.compile(r"[^!#$%&'*+\-.^_`|~0-9a-z]")  # RFC 9110 token characters, lowercase
 _BAD_VALUE = re.compile(r"[\0\r\n]|^[ \t]|[ \t]$")
+_VALID_REMEMBERED = 4096
+_valid: set[tuple[str, str]] = set()  # fields that passed ``_check_field`` or a pseudo-field's value check
+
+
+def _remember(field: tuple[str, str]) -> None:
+    if len(_valid) >= _VALID_REMEMBERED:
+        _valid.clear()
+    _valid.add(field)
 
 
 class Malformed(Exception):
@@ -42,7 +52,8 @@ def request_headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
     """The request's fields by name (repeated ones joined with ","), or ``Malformed``."""
     headers: dict[str, str] = {}
     regular = False
-    for name, value in fields:
+    for field in fields:
+        name, value = field
         if name[:1] == ":":
             if regular:
                 raise Malformed(f"pseudo-field {name!r} after a regular field")
@@ -50,12 +61,16 @@ def request_headers(fields: Iterable[tuple[str, str]]) -> dict[str, str]:
                 raise Malformed(f"pseudo-field {name!r} in a request")
             if name in headers:
                 raise Malformed(f"pseudo-field {name!r} repeated")
-            if _BAD_VALUE.search(value):
-                raise Malformed(f"invalid value of field {name!r}")
+            if field not in _valid:
+                if _BAD_VALUE.search(value):
+                    raise Malformed(f"invalid value of field {name!r}")
+                _remember(field)
             headers[name] = value
             continue
         regular = True
-        _check_field(name, value)
+        if field not in _valid:
+            _check_field(name, value)
+            _remember(field)
         known = headers.get(name)
         headers[name] = value if known is None else f"{known},{value}"
     if ":method" not in headers or ":scheme" not in headers or not headers.get(":path"):
