@@ -10,9 +10,9 @@ Why laminad's own and not grpcio's or python-hyper's ``h2``: grpc.aio spent
 0.77 ms of daemon CPU on the simplest call where containerd spends ~0.2 ms
 (a ``ctr run`` makes ~45 calls); ``h2``'s ``H2Connection`` alone spends
 0.13-0.15 ms per call on the server's side (HPACK both ways, per-frame
-objects and state-machine tables; measured in-process, docs/performance.md),
-which with asyncio and protobuf around it lands at the 0.3 ms bar, against
-0.14-0.17 ms for the whole call with this module.  A gRPC server needs only
+objects and state-machine tables; measured in-process, docs/performance.md)
+where this class spends 0.025 ms, so with asyncio and protobuf around it a
+call would cost ~0.25 ms instead of ~0.13 ms, near the 0.3 ms bar.  A gRPC server needs only
 part of HTTP/2 (no push, priorities advisory, no upgrade, no TLS on a unix
 socket), and that part is checked here as RFC 9113 and RFC 7541 require:
 frames on the wrong stream and in the wrong state, every setting, windows
