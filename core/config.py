@@ -38,6 +38,8 @@ class GrpcConfig:
     gid: int = 0
     max_recv_message_size: int = MAX_MESSAGE_SIZE
     max_send_message_size: int = MAX_MESSAGE_SIZE
+    # Seconds a client may take to send its preface or finish a frame it started (core/h2_protocol.py).
+    stall_timeout: float = 10.0
 
 
 @dataclass(kw_only=True)
