@@ -1,6 +1,6 @@
 """Inputs the workloads need, built offline from this machine's files and cached by content.
 
-- the busybox test image (``tests/images.py``), tiny, rebuilt every run;
+- the busybox test image (``lamina images build-busybox``), tiny, rebuilt every run;
 - a ~150 MB (uncompressed) image of 5 gzip layers and thousands of files
   taken from /usr/share and /usr/lib, written as an OCI layout tar;
 - a 512 MiB blob of seeded pseudo-random bytes for content ingest.

@@ -26,6 +26,13 @@ def _status_field(pid: int, key: str) -> str:
     raise KeyError(f"{key} not in /proc/{pid}/status")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time ``pid`` has used so far (``/proc/PID/stat`` fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     return int(_status_field(pid, "VmRSS").split()[0]) / KIB
 

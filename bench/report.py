@@ -34,7 +34,7 @@ above (≥ 1.0), shim PSS per container at or below `containerd-shim-runc-v2`'s
 a workload yet shows `n/a [k]`, with the daemon's error as note k under the
 table.
 
-- Images are built offline: busybox from `tests/images.py`; the big image
+- Images are built offline: busybox from `lamina images build-busybox`; the big image
   (~150 MiB of files, ~75 MB gzipped, 5 layers, ~10,000 files) from files
   under /usr/share and /usr/lib, normalised (owner 0, fixed mtimes) and
   cached in /var/tmp/lamina-bench, keyed by the chosen files' paths, sizes

@@ -2,8 +2,16 @@
 
 Every section is a dataclass with defaults; a plugin's section is
 ``[plugins."<type>.<id>"]`` filled into the dataclass its registration names.
-Unknown keys are refused at start-up, naming the key, because a typo that is
-silently ignored costs an operator far more than a daemon that will not start.
+
+containerd 1.6 ignores sections for plugins it does not have and top-level
+keys it does not know, and engines ship files written for it; laminad
+accepts those parts too, so such files start it, and lists each one as
+``Ignored`` (the daemon logs one warning per part, ``config dump`` shows
+them).  Everywhere else an unknown key is refused at start-up, naming the
+key, because a typo that is silently ignored costs an operator far more than
+a daemon that will not start: inside a plugin's section, and inside the
+daemon's own sections except for the containerd keys laminad does not
+implement (``CONTAINERD_ONLY_KEYS``).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ class GrpcConfig:
     gid: int = 0
     max_recv_message_size: int = MAX_MESSAGE_SIZE
     max_send_message_size: int = MAX_MESSAGE_SIZE
+    # Seconds a client may take to send its preface or finish a frame it started (core/h2_protocol.py).
+    stall_timeout: float = 10.0
 
 
 @dataclass(kw_only=True)
@@ -44,6 +54,27 @@ class DebugConfig:
 
 
 @dataclass(kw_only=True)
+class CgroupConfig:
+    path: str = ""  # the cgroup laminad moves itself into at start; empty: stay put
+
+
+# Keys containerd 1.6 reads in sections laminad has too, but which laminad
+# does not implement (services/server/config/config.go).
+CONTAINERD_ONLY_KEYS = frozenset({
+    "grpc.tcp_address", "grpc.tcp_tls_ca", "grpc.tcp_tls_cert", "grpc.tcp_tls_key",
+    "ttrpc.uid", "ttrpc.gid", "debug.address", "debug.uid", "debug.gid",
+})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ignored:
+    """One part of a config file that laminad accepts and does not use."""
+
+    key: str  # as TOML spells it: ``oom_score``, ``debug.address``, ``plugins."io.containerd.x.v1.y"``
+    reason: str
+
+
+@dataclass(kw_only=True)
 class DaemonConfig:
     version: int = 2
     root: str = "/var/lib/lamina"
@@ -53,7 +84,10 @@ class DaemonConfig:
     grpc: GrpcConfig = field(default_factory=GrpcConfig)
     ttrpc: TtrpcConfig = field(default_factory=TtrpcConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
+    cgroup: CgroupConfig = field(default_factory=CgroupConfig)
     plugins: dict[str, Any] = field(default_factory=dict)
+    # Filled by ``load`` from the file, never from a key of its own.
+    ignored: list[Ignored] = field(default_factory=list, init=False)
 
     @property
     def ttrpc_address(self) -> str:
@@ -91,7 +125,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
 def from_table(cls: type, table: Mapping[str, Any], where: str = "") -> Any:
     """Build dataclass ``cls`` from a TOML table, refusing unknown keys."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         path = f"{where}.{key}" if where else key
@@ -113,18 +147,45 @@ def load(path: str | None) -> DaemonConfig:
         table = {}
     except tomllib.TOMLDecodeError as exc:
         raise InvalidArgument(f"config file {target!r}: {exc}") from None
-    config = from_table(DaemonConfig, table)
+    kept, ignored = _set_aside(table)
+    config = from_table(DaemonConfig, kept)
     if config.version != 2:
         raise InvalidArgument(f"config version {config.version} is not supported (want 2)")
+    config.ignored = ignored
     return config
 
 
+def _set_aside(table: Mapping[str, Any]) -> tuple[dict[str, Any], list[Ignored]]:
+    """Split off the top-level keys laminad does not know and ``CONTAINERD_ONLY_KEYS``."""
+    known = {f.name for f in dataclasses.fields(DaemonConfig) if f.init}
+    kept: dict[str, Any] = {}
+    ignored: list[Ignored] = []
+    for key, value in table.items():
+        if key not in known:
+            ignored.append(Ignored(key=_toml_key(key), reason="not a laminad setting"))
+            continue
+        if isinstance(value, dict) and key != "plugins":
+            value = dict(value)
+            for inner in sorted(k for k in value if f"{key}.{k}" in CONTAINERD_ONLY_KEYS):
+                del value[inner]
+                ignored.append(Ignored(key=f"{key}.{inner}", reason="containerd setting laminad does not implement"))
+        kept[key] = value
+    return kept, ignored
+
+
+def ignored_parts(config: DaemonConfig, registrations: Iterable[Registration]) -> list[Ignored]:
+    """Everything the file set that laminad will not use: ``config.ignored`` and unknown plugins."""
+    uris = {r.uri for r in registrations}
+    plugins = [Ignored(key=f'plugins."{uri}"', reason="no such plugin") for uri in config.plugins if uri not in uris]
+    return [*config.ignored, *plugins]
+
+
 def plugin_configs(config: DaemonConfig, registrations: Iterable[Registration]) -> dict[str, Any]:
-    """Each plugin's config dataclass, filled from its ``[plugins."uri"]`` table."""
+    """Each plugin's config dataclass, filled from its ``[plugins."uri"]`` table.
+
+    Tables of plugins laminad does not have are left out (``ignored_parts`` names them).
+    """
     regs = {r.uri: r for r in registrations}
-    for uri in config.plugins:
-        if uri not in regs:
-            raise InvalidArgument(f"unknown config key 'plugins.\"{uri}\"': no such plugin")
     built: dict[str, Any] = {}
     for uri, reg in regs.items():
         if reg.config is None:
@@ -163,10 +224,14 @@ def _emit(table: Mapping[str, Any], prefix: str, lines: list[str]) -> None:
         _emit(value, f"{prefix}.{_toml_key(key)}" if prefix else _toml_key(key), lines)
 
 
-def to_toml(config: DaemonConfig, plugin_configs_: Mapping[str, Any]) -> str:
-    """The effective config as TOML (the plugins' tables filled in)."""
+def to_toml(config: DaemonConfig, plugin_configs_: Mapping[str, Any], ignored: Iterable[Ignored] = ()) -> str:
+    """The effective config as TOML (the plugins' tables filled in).
+
+    The ignored parts lead as comments, so the output still loads as a config.
+    """
     table = dataclasses.asdict(config)
+    del table["ignored"]
     table["plugins"] = {uri: dataclasses.asdict(c) for uri, c in sorted(plugin_configs_.items())}
-    lines: list[str] = []
+    lines = [f"# ignored: {part.key} ({part.reason})" for part in ignored]
     _emit(table, "", lines)
     return "\n".join(lines).lstrip("\n") + "\n"

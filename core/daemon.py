@@ -1,5 +1,7 @@
 """laminad: configuration, plugin start-up, serving, and orderly shutdown.
 
+Under systemd (``Type=notify``) it sends ``READY=1`` once its socket answers
+and ``STOPPING=1`` on SIGTERM, with ``STATUS=`` lines, as containerd does.
 On SIGTERM or SIGINT the daemon stops accepting calls, lets the ones in
 flight finish (calls that only wait, such as event subscriptions and
 Tasks.Wait, are ended at once, so an idle daemon stops at once), closes
@@ -18,11 +20,13 @@ import sys
 from collections.abc import Sequence
 
 from lamina.core import config as configmod
+from lamina.core import daemon_cgroup
 from lamina.core import log as logmod
 from lamina.core.errors import LaminaError
 from lamina.core.events import Exchange
 from lamina.core.registry import DaemonContext, PluginSet, Registry, check_required
 from lamina.core.rootlock import lock_root
+from lamina.core.sdnotify import Notifier
 from lamina.core.server import Server
 from lamina.core.sockets import claim_unix_socket
 from lamina.core.ttrpc.client import socket_path
@@ -50,7 +54,19 @@ def _parser() -> argparse.ArgumentParser:
     cfg_sub = cfg.add_subparsers(dest="action", required=True)
     cfg_sub.add_parser("default", help="print the full default configuration")
     cfg_sub.add_parser("dump", help="print the effective configuration (file and flags)")
+    sub.add_parser("systemd-unit", help="print a systemd unit (Type=notify) that starts this laminad")
     return parser
+
+
+def systemd_unit() -> str:
+    """The shipped ``laminad.service`` with ExecStart set to the running laminad.
+
+    The path differs per install (a venv's bin, /usr/local/bin), and systemd
+    wants it absolute; a console script's ``argv[0]`` is that path.
+    """
+    with open(os.path.join(os.path.dirname(__file__), "laminad.service")) as f:
+        unit = f.read()
+    return unit.replace("ExecStart=/usr/local/bin/laminad", f"ExecStart={os.path.abspath(sys.argv[0])}")
 
 
 def _effective_config(args: argparse.Namespace) -> configmod.DaemonConfig:
@@ -84,25 +100,31 @@ async def _close_plugins(plugins: PluginSet) -> None:
             log.warning("plugin close failed", plugin=plugin.registration.uri, error=str(exc))
 
 
-async def serve(config: configmod.DaemonConfig, registry: Registry) -> None:
+async def serve(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None = None) -> None:
     """Run the daemon until SIGTERM or SIGINT.
 
-    The root's lock comes first and the addresses next, before any plugin
-    opens a store: a second laminad on the same root or a live daemon's
-    address is refused having changed nothing, and never removes a socket
-    it did not create.  A socket left by a killed daemon is reclaimed.
+    The root's lock comes first, then ``[cgroup] path`` and the addresses,
+    before any plugin opens a store: a second laminad on the same root or a
+    live daemon's address is refused having changed nothing, and never
+    removes a socket it did not create.  A socket left by a killed daemon is
+    reclaimed.
     """
     root_lock = lock_root(config.root)
     try:
+        if config.cgroup.path:
+            daemon_cgroup.join(config.cgroup.path)
+            log.info("joined cgroup", path=config.cgroup.path)
         os.makedirs(config.state, mode=0o711, exist_ok=True)
         claim_unix_socket(config.grpc.address, "address")
         claim_unix_socket(socket_path(config.ttrpc_address), "ttrpc address")
-        await _serve_locked(config, registry)
+        await _serve_locked(config, registry, notifier)
     finally:
         os.close(root_lock)
 
 
-async def _serve_locked(config: configmod.DaemonConfig, registry: Registry) -> None:
+async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None) -> None:
+    if notifier:
+        notifier.send("STATUS=loading plugins")
     exchange = Exchange()
     daemon = DaemonContext(
         root=config.root,
@@ -126,19 +148,23 @@ async def _serve_locked(config: configmod.DaemonConfig, registry: Registry) -> N
         if "healthcheck" in services:
             await services["healthcheck"].serving()
         daemon.serving.set()
+        # Handlers first: a manager may send SIGTERM as soon as READY=1 arrives.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
         # Everything imported and built at start-up lives as long as the
         # daemon: move it out of the collector's reach, so that a full
         # collection (which allocation-heavy calls such as Images.List of
         # 1,000 images trigger) scans only what requests created.
         gc.freeze()
         log.info("laminad ready", address=config.grpc.address, root=config.root, state=config.state)
-
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        if notifier:
+            notifier.send("READY=1", f"STATUS=serving on {config.grpc.address}")
         await stop.wait()
         log.info("laminad stopping")
+        if notifier:
+            notifier.send("STOPPING=1", "STATUS=stopping")
     finally:
         exchange.close()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
@@ -148,15 +174,23 @@ async def _serve_locked(config: configmod.DaemonConfig, registry: Registry) -> N
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "systemd-unit":
+        sys.stdout.write(systemd_unit())
+        return 0
     try:
         config = _effective_config(args)
         logmod.configure(config.debug.level, config.debug.format)
         registry = load_registry()
+        ignored = configmod.ignored_parts(config, registry.registrations())
         if args.command == "config":
-            shown = configmod.DaemonConfig() if args.action == "default" else config
-            sys.stdout.write(configmod.to_toml(shown, configmod.plugin_configs(shown, registry.registrations())))
+            if args.action == "default":
+                config, ignored = configmod.DaemonConfig(), []
+            plugin_configs = configmod.plugin_configs(config, registry.registrations())
+            sys.stdout.write(configmod.to_toml(config, plugin_configs, ignored))
             return 0
-        asyncio.run(serve(config, registry))
+        for part in ignored:
+            log.warning("config ignored", key=part.key, reason=part.reason)
+        asyncio.run(serve(config, registry, Notifier.from_environment()))
     except LaminaError as exc:
         print(f"laminad: {exc}", file=sys.stderr)
         return 1

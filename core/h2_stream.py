@@ -1,10 +1,11 @@
-"""One HTTP/2 stream of laminad's server: the request body as it arrives, and sending within windows.
+"""One HTTP/2 stream as a gRPC handler sees it: the request body as it arrives, and sending.
 
-Flow control: the peer may send as much as ``STREAM_WINDOW`` ahead of what
+Flow control: the client may send as much as ``STREAM_WINDOW`` ahead of what
 the handler has consumed; credit is returned as messages are taken
 (``consumed``), so a slow handler (a big Content.Write going to disk) holds
 the client back instead of filling memory.  Sending waits for the peer's
-windows and for the transport's buffer to drain (``Connection`` tracks both).
+windows and for the transport's buffer to drain (``h2_protocol.py`` tracks
+both); the frames themselves are the sans-IO connection's (``h2.py``).
 """
 
 from __future__ import annotations
@@ -12,50 +13,29 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from lamina.core.h2_frames import (
-    CONTINUATION,
-    DATA,
-    END_HEADERS,
-    END_STREAM,
-    FLOW_CONTROL_ERROR,
-    HEADERS,
-    STREAM_WINDOW,
-    U32,
-    WINDOW_UPDATE,
-    ProtocolError,
-    StreamReset,
-    frame,
-)
+from lamina.core.h2_frames import StreamReset
 
 if TYPE_CHECKING:
-    from lamina.core.h2 import Connection
+    from lamina.core.h2_protocol import Connection
 
 
 class Stream:
-    """One request stream: its headers, the body as it arrives, and its send window."""
+    """One request stream: its headers, the body as it arrives, and its handler's task."""
 
-    __slots__ = ("id", "headers", "conn", "body", "ended", "answered", "reset", "send_window", "task",
-                 "_waiter", "_owed")
+    __slots__ = ("id", "headers", "conn", "body", "ended", "reset", "task", "_waiter")
 
-    def __init__(self, conn: Connection, stream_id: int, headers: dict[str, str]) -> None:
+    def __init__(self, conn: Connection, stream_id: int, headers: dict[str, str], ended: bool) -> None:
         self.id = stream_id
         self.headers = headers
         self.conn = conn
         self.body = bytearray()
-        self.ended = False  # END_STREAM received
-        self.answered = False  # END_STREAM sent
+        self.ended = ended  # the client finished sending
         self.reset = False
-        self.send_window = conn.peer_initial_window
         self.task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._owed = 0  # bytes received and not yet credited back
 
-    def _received(self, data: bytes | memoryview, flow: int, end: bool) -> None:
-        """``data`` arrived in a DATA frame whose payload (padding included) was ``flow`` bytes."""
+    def _received(self, data: bytes, end: bool) -> None:
         self.body += data
-        self._owed += flow
-        if self._owed > STREAM_WINDOW:
-            raise ProtocolError(f"stream {self.id} sent past its window", FLOW_CONTROL_ERROR)
         if end:
             self.ended = True
         self._wake()
@@ -73,7 +53,7 @@ class Stream:
         """
         if self.reset:
             raise StreamReset()
-        self.consumed(self._owed)
+        self.conn.consumed(self.id, None)
         self._waiter = self.conn.loop.create_future()
         try:
             await self._waiter
@@ -84,22 +64,12 @@ class Stream:
 
     def consumed(self, n: int) -> None:
         """The handler took ``n`` bytes of body: let the peer send that much more."""
-        n = min(n, self._owed)
-        if n and not self.ended and not self.reset:
-            self._owed -= n
-            self.conn.write(frame(WINDOW_UPDATE, 0, self.id, U32.pack(n)))
+        self.conn.consumed(self.id, n)
 
     def write_answer(self, frames: bytes, size: int) -> bool:
         """Write a whole answer (``frames``, ending the stream, with ``size`` bytes of DATA
         payload in one frame) if the windows and the peer's frame size allow it."""
-        conn = self.conn
-        if self.reset or conn.closed or size > min(self.send_window, conn.send_window, conn.peer_max_frame):
-            return False
-        self.send_window -= size
-        conn.send_window -= size
-        conn.write(frames)
-        self.answered = True
-        return True
+        return self.conn.write_answer(self.id, frames, size)
 
     async def send_data(self, payload: bytes, end: bool = False) -> None:
         """Send ``payload`` as DATA frames within the peer's windows and frame size."""
@@ -108,36 +78,21 @@ class Stream:
         while True:
             if self.reset or conn.closed:
                 raise StreamReset()
-            n = min(len(view), self.send_window, conn.send_window, conn.peer_max_frame)
+            n = min(len(view), conn.core.sendable(self.id))
             if n <= 0 and view:
                 await conn.window_opened()
                 continue
             chunk, view = view[:n], view[n:]
-            self.send_window -= n
-            conn.send_window -= n
-            last = end and not view
-            conn.write(frame(DATA, END_STREAM if last else 0, self.id, bytes(chunk)))
+            conn.send_data(self.id, bytes(chunk), end and not view)
             if conn.paused:
                 await conn.drained()
             if not view:
                 return
 
     def send_headers(self, block: bytes, end: bool = False) -> None:
-        """One header block: HEADERS, then CONTINUATIONs past the peer's frame size."""
-        conn = self.conn
-        if self.reset or conn.closed:
-            return
-        size = conn.peer_max_frame
-        flags = END_STREAM if end else 0
-        self.answered = end
-        if len(block) <= size:
-            conn.write(frame(HEADERS, flags | END_HEADERS, self.id, block))
-            return
-        frames = [frame(HEADERS, flags, self.id, block[:size])]
-        for offset in range(size, len(block), size):
-            last = offset + size >= len(block)
-            frames.append(frame(CONTINUATION, END_HEADERS if last else 0, self.id, block[offset: offset + size]))
-        conn.write(b"".join(frames))
+        """One header block; nothing if the stream is gone."""
+        if not self.reset and not self.conn.closed:
+            self.conn.send_headers(self.id, block, end)
 
     def _on_reset(self) -> None:
         self.reset = True

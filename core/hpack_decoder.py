@@ -83,7 +83,9 @@ class HeaderDecoder:
             if first & 0x40:  # literal with incremental indexing
                 index, i = _integer(block, i, 6)
                 indexed = True
-            elif first & 0x20:  # dynamic table size update
+            elif first & 0x20:  # dynamic table size update: only at the start of a block (RFC 7541 §4.2)
+                if fields:
+                    raise HeaderBlockError("dynamic table size update after a header field")
                 size, i = _integer(block, i, 5)
                 if size > DEFAULT_TABLE_SIZE:
                     raise HeaderBlockError(f"table size {size} above {DEFAULT_TABLE_SIZE}")

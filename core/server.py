@@ -1,4 +1,4 @@
-"""laminad's gRPC server: services, calls, status, on the HTTP/2 connections of ``h2.py``.
+"""laminad's gRPC server: services, calls, status, on the HTTP/2 connections of ``h2_protocol.py``.
 
 Services are registered from their protobuf service descriptors
 (``add_service``), so laminad never imports grpcio: the method table, the
@@ -40,8 +40,8 @@ from lamina.core.errors import (
     status_code,
     status_message,
 )
-from lamina.core.h2 import Connection
 from lamina.core.h2_frames import DATA, END_HEADERS, END_STREAM, HEADERS, StreamReset, frame
+from lamina.core.h2_protocol import Connection
 from lamina.core.h2_stream import Stream
 from lamina.core.log import get_logger
 
@@ -168,7 +168,7 @@ class Server:
         os.chown(path, self._config.uid, self._config.gid)
 
     def _connection(self) -> Connection:
-        conn = Connection(self._dispatch, self._connections.discard)
+        conn = Connection(self._dispatch, self._connections.discard, self._config.stall_timeout)
         self._connections.add(conn)
         return conn
 

@@ -16,9 +16,9 @@ trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null; rm -rf "$work"' 
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
 
 step() { echo; echo "\$ $*"; "$@"; }
-"$bin/python" -m tests.images "$work/busybox.tar"
 step ctr --address "$sock" version
 step ctr --address "$sock" plugins ls
+step "$bin/lamina" images build-busybox "$work/busybox.tar"
 step ctr --address "$sock" images import "$work/busybox.tar"
 step ctr --address "$sock" images ls
 step ctr --address "$sock" run --rm docker.io/library/busybox:latest demo1 echo "hello from lamina"

@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEBS=(containerd runc crun busybox-static docker-registry skopeo apache2-utils
-      golang-github-containerd-containerd-dev tmux util-linux python3-venv python3-pip docker.io)
+      golang-github-containerd-containerd-dev tmux util-linux python3-venv python3-pip docker.io
+      catatonit containernetworking-plugins iproute2)
 missing=()
 for pkg in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

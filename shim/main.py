@@ -31,6 +31,9 @@ from lamina.shim.flags import USAGE, parse_flags
 
 
 def main(argv: list[str] | None = None) -> int:
+    # containerd under systemd passes its NOTIFY_SOCKET on; runc given it waits
+    # for the container itself to notify, so go-runc filters it out (command_linux.go).
+    os.environ.pop("NOTIFY_SOCKET", None)
     flags = parse_flags(sys.argv[1:] if argv is None else argv)
     if flags.version:
         from lamina import __version__

@@ -10,7 +10,8 @@ as ``node`` and ``daemon``, one per module.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -22,6 +23,7 @@ from tests.conftest import Daemon, Runner, finish, make_daemon
 K8S = "k8s.io"
 CRI = "io.containerd.grpc.v1.cri"
 BUSYBOX = "docker.io/library/busybox:latest"
+CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 
 
 @dataclass
@@ -40,22 +42,33 @@ class CriNode:
         return api_pb2_grpc.ImageServiceStub(self.channel)
 
 
-@pytest.fixture(scope="module", name="node")
-def node_fixture() -> Iterator[CriNode]:
-    """A CRI node of the test module's own."""
-    d = make_daemon()
+@contextlib.contextmanager
+def cri_node(config: str = "", launcher: list[str] | None = None,
+             prepare: Callable[[CriNode], None] = lambda node: None) -> Iterator[CriNode]:
+    """A started CRI node; ``config`` adds lines to the CRI plugin's own section, ``prepare`` runs
+    before the daemon starts (to write a conflist, say), ``launcher`` prefixes laminad's argv."""
+    d = make_daemon(launcher=launcher)
     conf_dir, hosts_dir = f"{d.base}/net.d", f"{d.base}/certs.d"
     with open(f"{d.base}/config.toml", "w") as f:
-        f.write(f'version = 2\n[plugins."{CRI}".cni]\nconf_dir = "{conf_dir}"\n'
-                f'[plugins."{CRI}".registry]\nconfig_path = "{hosts_dir}"\n')
+        f.write(f'version = 2\n[plugins."{CRI}"]\n{config}\n[plugins."{CRI}".cni]\nconf_dir = "{conf_dir}"\n'
+                f'bin_dir = "{CNI_BIN_DIR}"\n[plugins."{CRI}".registry]\nconfig_path = "{hosts_dir}"\n')
     d.extra_args = ["--config", f"{d.base}/config.toml"]
-    d.start()
     channel = grpc.insecure_channel(f"unix:{d.address}")
+    node = CriNode(daemon=d, conf_dir=conf_dir, hosts_dir=hosts_dir, channel=channel)
     try:
-        yield CriNode(daemon=d, conf_dir=conf_dir, hosts_dir=hosts_dir, channel=channel)
+        prepare(node)
+        d.start()
+        yield node
     finally:
         channel.close()
         finish(d)
+
+
+@pytest.fixture(scope="module", name="node")
+def node_fixture() -> Iterator[CriNode]:
+    """A CRI node of the test module's own."""
+    with cri_node() as node:
+        yield node
 
 
 @pytest.fixture(scope="module", name="daemon")

@@ -28,6 +28,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(name="memory", title="daemon RSS idle and loaded; shim PSS per container", run=containers.memory),
     Workload(name="run_rm", title="serial ctr run --rm", run=containers.run_rm),
     Workload(name="burst", title="concurrent detached starts", run=containers.burst),
+    Workload(name="rpc_cpu", title="daemon CPU per simple gRPC call", run=metadata.rpc_cpu),
     Workload(name="snapshots", title="snapshot prepare/commit/rm cycles", run=metadata.snapshots),
     Workload(name="images_ls", title="ctr images ls -q with 1,000 images", run=metadata.images_ls),
     Workload(name="ingest", title="ctr content ingest of a 512 MiB blob", run=content.ingest),

@@ -10,16 +10,19 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
+from google.protobuf import empty_pb2
 
-from bench import daemons
+from bench import daemons, procs
 from bench.ctr import NAMESPACE
 from bench.daemons import Daemon
 from bench.images import BUSYBOX_NAME
 from bench.stats import Better, Metric
 from bench.workloads.base import SIDES, Context, Samples
-from lamina.api.services import images_pb2, images_pb2_grpc
+from lamina.api.services import images_pb2, images_pb2_grpc, version_pb2_grpc
 
 GRPC_TIMEOUT = 30.0
+RPC_CALLS = 1000
+RPC_WARMUP = 100
 
 
 def cold_start(ctx: Context) -> list[Metric]:
@@ -106,3 +109,24 @@ def images_ls(ctx: Context) -> list[Metric]:
         for name in SIDES:
             _delete_images(ctx.daemons[name], names)
     return [s.metric("images_ls", f"ctr images ls -q, {n} images", "ms")]
+
+
+def _version_calls(d: Daemon, n: int) -> float:
+    """Daemon CPU milliseconds per ``Version`` call, over ``n`` calls on one connection."""
+    channel = grpc.insecure_channel(f"unix://{d.address}")
+    with channel:
+        call = version_pb2_grpc.VersionStub(channel).Version
+        for _ in range(RPC_WARMUP):
+            call(empty_pb2.Empty(), timeout=GRPC_TIMEOUT)
+        before = procs.cpu_seconds(d.pid)
+        for _ in range(n):
+            call(empty_pb2.Empty(), timeout=GRPC_TIMEOUT)
+        return 1000 * (procs.cpu_seconds(d.pid) - before) / n
+
+
+def rpc_cpu(ctx: Context) -> list[Metric]:
+    """The daemon's CPU per simple call: the gRPC transport's own cost, all but no handler work."""
+    s = Samples()
+    for _i, d in ctx.ab(ctx.plan.rpc_rounds):
+        s.run(d, lambda d=d: _version_calls(d, RPC_CALLS))
+    return [s.metric("rpc_cpu", f"daemon CPU per Version call ({RPC_CALLS} calls)", "ms")]

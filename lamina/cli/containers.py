@@ -46,26 +46,28 @@ def info_document(container: Container) -> dict[str, Any]:
     return doc
 
 
-@click.group(name="containers", cls=Group)
+@click.group(short_help="Manage containers (alias: c); processes are tasks.", name="containers", cls=Group)
 def group() -> None:
     """Manage containers (alias: c): metadata only; processes are tasks."""
 
 
-@group.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+@group.command(short_help="Create container ID from IMAGE, with its own snapshot.",
+               context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
                epilog="\b\nExample:\n  lamina containers create docker.io/library/busybox:latest web sleep 1000")
 @container_flags
 @click.argument("image")
 @click.argument("container_id", metavar="ID")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def create(image: str, container_id: str, args: tuple[str, ...], **flags: Any) -> None:
-    """Create container ID from IMAGE (with its own snapshot); start it with `lamina tasks start`."""
+    """Create container ID from IMAGE (with its own snapshot); start it with 'lamina tasks start'."""
     from lamina.client.run import new_container
 
     options = container_options(args, **flags)
     run(lambda c: new_container(c, container_id, image, options))
 
 
-@group.command(name="ls", epilog="\b\nExamples:\n  lamina containers ls\n"
+@group.command(short_help="List containers (CONTAINER IMAGE RUNTIME).",
+               name="ls", epilog="\b\nExamples:\n  lamina containers ls\n"
                "  lamina containers ls -q 'image==docker.io/library/busybox:latest'")
 @quiet_option
 @format_option
@@ -92,7 +94,8 @@ def info(spec_only: bool, container_id: str) -> None:
     click.echo(json.dumps(doc, indent=4))
 
 
-@group.command(epilog="\b\nExamples:\n  lamina containers label web owner=ops\n  lamina containers label web owner=")
+@group.command(short_help="Set or remove labels on container ID.",
+               epilog="\b\nExamples:\n  lamina containers label web owner=ops\n  lamina containers label web owner=")
 @click.argument("container_id", metavar="ID")
 @click.argument("labels", nargs=-1)
 def label(container_id: str, labels: tuple[str, ...]) -> None:
@@ -106,7 +109,8 @@ def label(container_id: str, labels: tuple[str, ...]) -> None:
     click.echo(labels_text(run(work).labels))
 
 
-@group.command(name="rm", epilog="\b\nExample:\n  lamina containers rm web")
+@group.command(short_help="Remove containers with their snapshots.",
+               name="rm", epilog="\b\nExample:\n  lamina containers rm web")
 @click.argument("ids", nargs=-1, required=True)
 def remove(ids: tuple[str, ...]) -> None:
     """Remove containers IDS with their snapshots (and stopped tasks; running ones are refused)."""

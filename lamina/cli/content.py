@@ -34,7 +34,8 @@ def group() -> None:
     """Manage blobs and ingests in the content store."""
 
 
-@group.command(name="ls", epilog="\b\nExamples:\n  lamina content ls\n  lamina content ls -q 'labels.\"x\"==y'")
+@group.command(short_help="List blobs (DIGEST SIZE AGE LABELS).",
+               name="ls", epilog="\b\nExamples:\n  lamina content ls\n  lamina content ls -q 'labels.\"x\"==y'")
 @quiet_option
 @format_option
 @click.argument("filters", nargs=-1)
@@ -51,8 +52,9 @@ def list_(quiet: bool, fmt: str, filters: tuple[str, ...]) -> None:
               [(i.digest, human_size(i.size), _age(i.created_at), labels_text(i.labels) or "-") for i in found])
 
 
-@group.command(epilog="\b\nExample:\n  lamina content ingest my-upload --expected-size 4 \\\n"
-               "      --expected-digest sha256:... < blob")
+@group.command(short_help="Write stdin into the content store under REF.",
+               epilog="\b\nExample:\n  lamina content ingest my-upload --expected-size 4 \\\n"
+               "      --expected-digest sha256:… < blob")
 @click.argument("ref")
 @click.option("--expected-size", type=int, default=0, help="Refuse to commit unless this many bytes arrived.")
 @click.option("--expected-digest", default="", help="Refuse to commit unless the content has this digest.")
@@ -76,7 +78,7 @@ def ingest(ref: str, expected_size: int, expected_digest: str, labels: tuple[str
     click.echo(digest)
 
 
-@group.command(epilog="\b\nExample:\n  lamina content get sha256:... > blob")
+@group.command(epilog="\b\nExample:\n  lamina content get sha256:… > blob")
 @click.argument("digest")
 def get(digest: str) -> None:
     """Write the blob DIGEST to stdout."""
@@ -90,14 +92,16 @@ def get(digest: str) -> None:
     run(work)
 
 
-@group.command(name="rm", epilog="\b\nExample:\n  lamina content rm sha256:... sha256:...")
+@group.command(short_help="Remove blobs from this namespace.",
+               name="rm", epilog="\b\nExample:\n  lamina content rm sha256:… sha256:…")
 @click.argument("digests", nargs=-1, required=True)
 def remove(digests: tuple[str, ...]) -> None:
     """Remove the blobs DIGESTS from this namespace, printing each one removed."""
     remove_each(digests, lambda c, x: c.content.delete(x))
 
 
-@group.command(epilog="\b\nExample:\n  lamina content label sha256:... containerd.io/gc.root=x old=")
+@group.command(short_help="Set or remove labels on blob DIGEST.",
+               epilog="\b\nExample:\n  lamina content label sha256:… containerd.io/gc.root=x old=")
 @click.argument("digest")
 @click.argument("labels", nargs=-1, required=True)
 def label(digest: str, labels: tuple[str, ...]) -> None:
@@ -106,7 +110,8 @@ def label(digest: str, labels: tuple[str, ...]) -> None:
     run(lambda c: c.content.set_labels(digest, values))
 
 
-@group.command(epilog="\b\nExamples:\n  lamina content active\n  lamina content active 'ref~=upload'")
+@group.command(short_help="List ingests in progress (REF SIZE AGE).",
+               epilog="\b\nExamples:\n  lamina content active\n  lamina content active 'ref~=upload'")
 @quiet_option
 @format_option
 @click.argument("filters", nargs=-1)

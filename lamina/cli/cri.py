@@ -6,62 +6,26 @@ and refuses a runtime whose CRI is not v1, and the image commands ask
 ``Key:  value`` lines, ``images`` as an IMAGE TAG IMAGE-ID SIZE table (ids
 cut to 13 hex digits, sizes in 3 significant digits), ``info``,
 ``inspecti`` and ``imagefsinfo`` as JSON with the proto's camelCase names.
+The pod commands live in :mod:`lamina.cli.cri_pods`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
+from lamina.cli import cri_pods
+from lamina.cli.cri_calls import call, echo_json, message_json, verbose_info
 from lamina.cli.groups import Group
 from lamina.cli.output import human_size, quiet_option, table
-from lamina.cli.session import run
 
 if TYPE_CHECKING:
-    from google.protobuf.message import Message
-
     from lamina.api.services.cri import api_pb2 as pb
-    from lamina.client import Client
     from lamina.client.cri import Cri
 
-T = TypeVar("T")
 
-
-def _cri(work: Callable[[Cri], Awaitable[T]], *, images: bool = False) -> T:
-    async def checked(client: Client) -> T:
-        await client.cri.checked_version()
-        if images:
-            await client.cri.image_fs_info()
-        return await work(client.cri)
-
-    return run(checked)
-
-
-def _json(message: Message) -> dict[str, Any]:
-    from google.protobuf.json_format import MessageToDict
-
-    return dict(MessageToDict(message))
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2))
-
-
-def _verbose(info: Any) -> dict[str, Any]:
-    """crictl prints each verbose ``info`` value as the JSON it holds, else as the string."""
-    parsed = {}
-    for key, value in sorted(info.items()):
-        try:
-            parsed[key] = json.loads(value)
-        except ValueError:
-            parsed[key] = value
-    return parsed
-
-
-@click.group(name="cri", cls=Group)
+@click.group(short_help="Talk to the Kubernetes CRI on the same socket, as crictl.", name="cri", cls=Group)
 def group() -> None:
     """Talk to the Kubernetes CRI (runtime.v1) on the same socket, as crictl."""
 
@@ -69,19 +33,21 @@ def group() -> None:
 @group.command(epilog="\b\nExample:\n  lamina -a /run/lamina/lamina.sock cri version")
 def version() -> None:
     """Print the runtime's name and version, and its CRI version."""
-    v = _cri(lambda cri: cri.version())
+    v = call(lambda cri: cri.version())
     click.echo(f"Version:  {v.version}\nRuntimeName:  {v.runtime_name}\nRuntimeVersion:  {v.runtime_version}\n"
                f"RuntimeApiVersion:  {v.runtime_api_version}")
 
 
-@group.command(epilog="\b\nExample:\n  lamina cri info | jq .status")
+@group.command(short_help="Print the runtime's conditions and config as JSON.",
+               epilog="\b\nExample:\n  lamina cri info | jq .status")
 def info() -> None:
     """Print the runtime's conditions (RuntimeReady, NetworkReady) and configuration, as JSON."""
-    status = _cri(lambda cri: cri.status(verbose=True))
-    _echo_json({"status": _json(status.status), **_verbose(status.info)})
+    status = call(lambda cri: cri.status(verbose=True))
+    echo_json({"status": message_json(status.status), **verbose_info(status.info)})
 
 
-@group.command(epilog="\b\nExamples:\n  lamina cri pull 127.0.0.1:5000/busybox:latest\n"
+@group.command(short_help="Pull IMAGE into the CRI's namespace (k8s.io).",
+               epilog="\b\nExamples:\n  lamina cri pull 127.0.0.1:5000/busybox:latest\n"
                       "  lamina cri pull --creds user:secret registry.example/app:1")
 @click.option("--creds", metavar="USER[:PASSWORD]", help="Registry credentials (asked for on a TTY when left out).")
 @click.option("--auth", "auth_", metavar="BASE64", help="Registry credentials as base64 'user:password'.")
@@ -99,7 +65,7 @@ def pull(creds: str | None, auth_: str | None, image: str) -> None:
         auth = pb.AuthConfig(username=user, password=secret)
     elif auth_:
         auth = pb.AuthConfig(auth=auth_)
-    image_id = _cri(lambda cri: cri.pull(image, auth), images=True)
+    image_id = call(lambda cri: cri.pull(image, auth), images=True)
     click.echo(f"Image is up to date for {image_id}")
 
 
@@ -117,12 +83,13 @@ def _rows(image: pb.Image) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-@group.command(epilog="\b\nExamples:\n  lamina cri images\n  lamina cri images -q busybox")
+@group.command(short_help="List images (IMAGE TAG IMAGE-ID SIZE).",
+               epilog="\b\nExamples:\n  lamina cri images\n  lamina cri images -q busybox")
 @quiet_option
 @click.argument("image", required=False, default="")
 def images(quiet: bool, image: str) -> None:
     """List images (IMAGE TAG IMAGE-ID SIZE), or only the one IMAGE names."""
-    found = _cri(lambda cri: cri.images(image), images=True)
+    found = call(lambda cri: cri.images(image), images=True)
     if quiet:
         for i in found:
             click.echo(i.id)
@@ -130,7 +97,8 @@ def images(quiet: bool, image: str) -> None:
     table(["IMAGE", "TAG", "IMAGE ID", "SIZE"], sorted(row for i in found for row in _rows(i)))
 
 
-@group.command(epilog="\b\nExample:\n  lamina cri rmi 127.0.0.1:5000/busybox:latest")
+@group.command(short_help="Remove images by reference or id.",
+               epilog="\b\nExample:\n  lamina cri rmi 127.0.0.1:5000/busybox:latest")
 @click.argument("refs", nargs=-1, required=True)
 def rmi(refs: tuple[str, ...]) -> None:
     """Remove images by reference or id; prints each repo tag removed."""
@@ -146,7 +114,7 @@ def rmi(refs: tuple[str, ...]) -> None:
             deleted += list(status.image.repo_tags) or [status.image.id]
         return deleted
 
-    for name in _cri(work, images=True):
+    for name in call(work, images=True):
         click.echo(f"Deleted: {name}")
 
 
@@ -156,17 +124,21 @@ def inspecti(ref: str) -> None:
     """Print an image's status and verbose info as JSON."""
     from lamina.core.errors import NotFound
 
-    status = _cri(lambda cri: cri.image_status(ref, verbose=True), images=True)
+    status = call(lambda cri: cri.image_status(ref, verbose=True), images=True)
     if not status.HasField("image"):
         raise NotFound(f"no such image {ref}", message=f"no such image {ref} present")
-    _echo_json({"status": _json(status.image), "info": _verbose(status.info)})
+    echo_json({"status": message_json(status.image), "info": verbose_info(status.info)})
 
 
-@group.command(epilog="\b\nExample:\n  lamina cri imagefsinfo")
+@group.command(short_help="Print the image filesystem's usage as JSON.",
+               epilog="\b\nExample:\n  lamina cri imagefsinfo")
 def imagefsinfo() -> None:
     """Print what the image filesystem (the snapshotter's root) uses, as JSON."""
-    for usage in _cri(lambda cri: cri.image_fs_info(), images=True):
-        _echo_json({"status": _json(usage)})
+    for usage in call(lambda cri: cri.image_fs_info(), images=True):
+        echo_json({"status": message_json(usage)})
 
+
+for _command in cri_pods.COMMANDS:
+    group.add_command(_command)
 
 COMMANDS = [group]

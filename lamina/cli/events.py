@@ -20,7 +20,8 @@ def line(event: Event) -> str:
     return f"{when} {event.namespace} {event.topic} {payload}"
 
 
-@click.command(epilog="\b\nExamples:\n  lamina events\n  lamina events 'topic~=/namespaces/' 'namespace==team-a'")
+@click.command(short_help="Print events as they happen, until interrupted.",
+               epilog="\b\nExamples:\n  lamina events\n  lamina events 'topic~=/namespaces/' 'namespace==team-a'")
 @click.argument("filters", nargs=-1)
 def events(filters: tuple[str, ...]) -> None:
     """Print events of every namespace as they happen, until interrupted; FILTERS are or'ed."""

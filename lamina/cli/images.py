@@ -33,7 +33,8 @@ for _command in images_archive.COMMANDS:
     group.add_command(_command)
 
 
-@group.command(name="ls", epilog="\b\nExamples:\n  lamina images ls\n  lamina images ls -q 'name~=busybox'")
+@group.command(short_help="List images (REF TYPE DIGEST SIZE PLATFORMS LABELS).",
+               name="ls", epilog="\b\nExamples:\n  lamina images ls\n  lamina images ls -q 'name~=busybox'")
 @quiet_option
 @format_option
 @click.argument("filters", nargs=-1)
@@ -77,7 +78,8 @@ def _record(image: Image) -> dict[str, Any]:
     return jsonable(image)  # type: ignore[no-any-return]
 
 
-@group.command(name="rm", epilog="\b\nExample:\n  lamina images rm docker.io/library/busybox:latest")
+@group.command(short_help="Remove images; their content goes at the next GC.",
+               name="rm", epilog="\b\nExample:\n  lamina images rm docker.io/library/busybox:latest")
 @click.option("--sync", is_flag=True, help="Wait for garbage collection of the image's content.")
 @click.argument("names", nargs=-1, required=True)
 def remove(sync: bool, names: tuple[str, ...]) -> None:
@@ -85,7 +87,8 @@ def remove(sync: bool, names: tuple[str, ...]) -> None:
     remove_each(names, lambda c, x: c.images.delete(x, sync=sync))
 
 
-@group.command(epilog="\b\nExample:\n  lamina images tag docker.io/library/busybox:latest example.com/busybox:1")
+@group.command(short_help="Give image SOURCE more names TARGETS.",
+               epilog="\b\nExample:\n  lamina images tag docker.io/library/busybox:latest example.com/busybox:1")
 @click.option("--force", is_flag=True, help="Replace a TARGET that already exists.")
 @click.argument("source")
 @click.argument("targets", nargs=-1, required=True)
@@ -108,7 +111,7 @@ def tag(force: bool, source: str, targets: tuple[str, ...]) -> None:
     run(work)
 
 
-@group.command(epilog="\b\nExamples:\n  lamina images check\n"
+@group.command(short_help="Check that images' content is all present.", epilog="\b\nExamples:\n  lamina images check\n"
                "  lamina images check 'name==docker.io/library/busybox:latest'")
 @quiet_option
 @format_option

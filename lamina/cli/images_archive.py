@@ -1,6 +1,7 @@
-"""``lamina images import|export|mount|unmount``: image archives and image root filesystems on the host.
+"""``lamina images import|export|build-busybox|build-pause|mount|unmount``: image archives and root filesystems.
 
-Flags and output follow ``ctr``: import prints ``unpacking NAME (DIGEST)...done``
+``build-busybox`` and ``build-pause`` write an archive offline, without a daemon.  The other
+flags and output follow ``ctr``: import prints ``unpacking NAME (DIGEST)...done``
 per image, mount prints the chain id and the target, unmount the target.
 Progress goes to stdout as bars on a TTY and one line per change otherwise
 (never when the archive itself is written to stdout).
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
     from lamina.client import Client
 
 
-@click.command(name="import", epilog="\b\nExamples:\n  lamina images import busybox.tar\n"
+@click.command(short_help="Import images from an OCI or Docker archive.",
+               name="import", epilog="\b\nExamples:\n  lamina images import busybox.tar\n"
                "  lamina images import --base-name example.com/app --digests app.tar\n"
                "  skopeo copy docker://busybox docker-archive:/dev/stdout | lamina images import -")
 @click.option("--base-name", default="", help="Name prefix for tag-only names; when given, only images "
@@ -67,7 +69,8 @@ def import_(base_name: str, index_name: str, digests: bool, skip_digest_for_name
     run(work)
 
 
-@click.command(epilog="\b\nExamples:\n  lamina images export busybox.tar docker.io/library/busybox:latest\n"
+@click.command(short_help="Write images to an OCI archive.",
+               epilog="\b\nExamples:\n  lamina images export busybox.tar docker.io/library/busybox:latest\n"
                "  lamina images export --all-platforms - example.com/app:1 > app.tar")
 @click.option("--platform", "platform_specs", multiple=True, metavar="OS/ARCH[/VARIANT]",
               help="Export this platform's manifests (repeatable; default: this host's).")
@@ -106,7 +109,8 @@ def export(platform_specs: tuple[str, ...], all_platforms: bool, skip_manifest_j
     run(work)
 
 
-@click.command(epilog="\b\nExample:\n  lamina images mount docker.io/library/busybox:latest /mnt/busybox")
+@click.command(short_help="Mount image REF's root filesystem on TARGET.",
+               epilog="\b\nExample:\n  lamina images mount docker.io/library/busybox:latest /mnt/busybox")
 @click.option("--rw", is_flag=True, help="Mount a writable snapshot instead of a read-only view.")
 @click.option("--snapshotter", default="", help="Snapshotter (default: the namespace's, else overlayfs).")
 @click.option("--platform", "platform_spec", default="", metavar="OS/ARCH[/VARIANT]",
@@ -129,13 +133,14 @@ def mount(rw: bool, snapshotter: str, platform_spec: str, ref: str, target: str)
     click.echo(path)
 
 
-@click.command(epilog="\b\nExample:\n  lamina images unmount --rm /mnt/busybox")
+@click.command(short_help="Unmount TARGET (with --rm, remove its snapshot).",
+               epilog="\b\nExample:\n  lamina images unmount --rm /mnt/busybox")
 @click.option("--rm", "remove", is_flag=True, help="Also remove the snapshot and its lease.")
 @click.option("--snapshotter", default="", help="Snapshotter of the snapshot (default: the one it was "
               "mounted from).")
 @click.argument("target", type=click.Path(file_okay=False))
 def unmount(remove: bool, snapshotter: str, target: str) -> None:
-    """Unmount TARGET; with --rm also remove what ``images mount`` made for it."""
+    """Unmount TARGET; with --rm also remove the snapshot and lease that 'images mount' made for it."""
     from lamina.cli.session import run
     from lamina.client.mount import unmount as do_unmount
 
@@ -148,4 +153,53 @@ def unmount(remove: bool, snapshotter: str, target: str) -> None:
     click.echo(path)
 
 
-COMMANDS = [import_, export, mount, unmount]
+def _check_out(out: str, source: str, package: str) -> None:
+    """Refuse an archive path that cannot be what the user meant, before writing anything."""
+    if out.startswith("-"):
+        raise click.BadParameter(f"{out!r} looks like an option; write ./{out} to mean a file", param_hint="OUT.tar")
+    if os.path.isdir(out):
+        raise click.BadParameter(f"{out!r} is a directory", param_hint="OUT.tar")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise click.BadParameter(f"the directory of {out!r} does not exist", param_hint="OUT.tar")
+    if not os.path.isfile(source):
+        raise click.ClickException(f"{source} not found: install Debian's {package}")
+
+
+@click.command(short_help="Write a busybox image archive, offline.",
+               name="build-busybox", epilog="\b\nExample:\n  lamina images build-busybox /tmp/busybox.tar\n"
+               "  ctr images import /tmp/busybox.tar")
+@click.argument("out", metavar="OUT.tar")
+def build_busybox(out: str) -> None:
+    """Write a busybox image archive, offline, from Debian's busybox-static.
+
+    OUT.tar is an OCI archive of docker.io/library/busybox:latest (this
+    host's platform; /bin/busybox and its applets) for 'images import' or
+    'ctr images import'.
+    It is written whole or not at all, replacing any file of that name.
+    """
+    from lamina.images_offline import BUSYBOX, DEFAULT_NAME, write_busybox_archive
+
+    _check_out(out, BUSYBOX, "busybox-static")
+    write_busybox_archive(out)
+    click.echo(f"{out}: {DEFAULT_NAME}")
+
+
+@click.command(short_help="Write a pod pause image archive, offline.",
+               name="build-pause", epilog="\b\nExample:\n  lamina images build-pause /tmp/pause.tar\n"
+               "  ctr -n k8s.io images import /tmp/pause.tar")
+@click.argument("out", metavar="OUT.tar")
+def build_pause(out: str) -> None:
+    """Write a pod sandbox (pause) image archive, offline, from Debian's catatonit.
+
+    OUT.tar is an OCI archive of localhost/lamina/pause:catatonit, the image
+    the CRI plugin's sandbox_image names; import it into namespace k8s.io.
+    It is written whole or not at all, replacing any file of that name.
+    """
+    from lamina.images_offline import CATATONIT, PAUSE_NAME, write_pause_archive
+
+    _check_out(out, CATATONIT, "catatonit")
+    write_pause_archive(out)
+    click.echo(f"{out}: {PAUSE_NAME}")
+
+
+COMMANDS = [import_, export, build_busybox, build_pause, mount, unmount]

@@ -27,7 +27,7 @@ def _duration(text: str) -> timedelta:
         raise click.BadParameter(f"{text!r} is not a duration such as 30m or 24h", param_hint="--expires") from None
 
 
-@click.group(name="leases", cls=Group)
+@click.group(short_help="Manage leases (they keep content from GC).", name="leases", cls=Group)
 def group() -> None:
     """Manage leases, which keep content and snapshots from garbage collection."""
 
@@ -45,7 +45,8 @@ def create(lease_id: str, expires: str, labels: tuple[str, ...]) -> None:
     click.echo(lease.id)
 
 
-@group.command(name="ls", epilog="\b\nExamples:\n  lamina leases ls\n  lamina leases ls -q 'id~=build'")
+@group.command(short_help="List leases (ID CREATED AT LABELS).",
+               name="ls", epilog="\b\nExamples:\n  lamina leases ls\n  lamina leases ls -q 'id~=build'")
 @quiet_option
 @format_option
 @click.argument("filters", nargs=-1)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     pass
 
 
-@click.group(name="namespaces", cls=Group)
+@click.group(short_help="Manage namespaces (alias: ns).", name="namespaces", cls=Group)
 def group() -> None:
     """Manage namespaces (alias: ns); namespaces are global, -n does not apply."""
 
@@ -44,7 +44,8 @@ def list_(quiet: bool, fmt: str) -> None:
         table(["name", "labels"], [(ns.name, labels_text(ns.labels)) for ns in found])
 
 
-@group.command(epilog="\b\nExample:\n  lamina namespaces label team-a owner=dev old=   # sets owner, removes old")
+@group.command(short_help="Set or remove labels on namespace NAME.",
+               epilog="\b\nExample:\n  lamina namespaces label team-a owner=dev old=   # sets owner, removes old")
 @click.argument("name")
 @click.argument("labels", nargs=-1, required=True)
 def label(name: str, labels: tuple[str, ...]) -> None:
@@ -53,7 +54,8 @@ def label(name: str, labels: tuple[str, ...]) -> None:
     run(lambda c: c.namespaces.set_labels(name, values))
 
 
-@group.command(name="rm", epilog="\b\nExample:\n  lamina namespaces rm team-a team-b")
+@group.command(short_help="Remove empty namespaces.",
+               name="rm", epilog="\b\nExample:\n  lamina namespaces rm team-a team-b")
 @click.argument("names", nargs=-1, required=True)
 def remove(names: tuple[str, ...]) -> None:
     """Remove the (empty) namespaces NAMES, printing each one removed."""

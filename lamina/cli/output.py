@@ -3,7 +3,9 @@
 Tables look like ``ctr``'s tabwriter output: upper-case headers, no borders,
 columns padded to their widest cell.  Colour and wrapping only on a TTY; when
 piped, lines are never wrapped so that ``awk``/``cut`` see whole rows.
-JSON is a list of objects whose keys are the record's field names.
+JSON is a list of objects whose keys are the record's field names; a field
+marked ``metadata={"omitempty": True}`` is left out when empty, as Go's
+``json:",omitempty"``, rather than printed as an empty stand-in.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
 
 def jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if getattr(value, f.name) or not f.metadata.get("omitempty")}
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

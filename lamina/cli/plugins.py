@@ -13,7 +13,8 @@ def group() -> None:
     """Inspect the daemon's plugins (alias: plugin)."""
 
 
-@group.command(name="ls", epilog="\b\nExamples:\n  lamina plugins ls\n  lamina plugins ls -d id==overlayfs\n"
+@group.command(short_help="List plugins (TYPE ID PLATFORMS STATUS).",
+               name="ls", epilog="\b\nExamples:\n  lamina plugins ls\n  lamina plugins ls -d id==overlayfs\n"
                "  lamina plugins ls 'type==io.containerd.grpc.v1' --format json")
 @click.option("-d", "--detailed", is_flag=True, help="Show requires, exports, capabilities and errors.")
 @quiet_option

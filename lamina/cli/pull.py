@@ -105,7 +105,8 @@ def progress_reporter() -> Iterator[Reporter]:
         yield rich_report
 
 
-@click.command(name="pull", epilog="\b\nExamples:\n  lamina images pull docker.io/library/busybox:latest\n"
+@click.command(short_help="Pull image REF from its registry and unpack it.",
+               name="pull", epilog="\b\nExamples:\n  lamina images pull docker.io/library/busybox:latest\n"
                "  lamina images pull --plain-http --platform linux/arm64 127.0.0.1:5000/test/busybox:1")
 @registry_options
 @click.option("--all-platforms", is_flag=True, help="Fetch every platform's manifest (and unpack each).")

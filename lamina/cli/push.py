@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from lamina.client import Client
 
 
-@click.command(name="push", epilog="\b\nExamples:\n  lamina images push --plain-http 127.0.0.1:5000/test/busybox:1\n"
+@click.command(short_help="Push a local image to a registry as REF.",
+               name="push", epilog="\b\nExamples:\n  lamina images push --plain-http 127.0.0.1:5000/test/busybox:1\n"
                "  lamina images push --plain-http 127.0.0.1:5000/test/busybox:1 docker.io/library/busybox:latest")
 @registry_options
 @click.argument("ref")

@@ -60,6 +60,7 @@ def container_options(args: tuple[str, ...], **flags: Any) -> ContainerOptions:
 
 
 @click.command(
+    short_help="Run a command in a new container ID made from IMAGE.",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
     epilog="\b\nExamples:\n  lamina run --rm docker.io/library/busybox:latest hello echo hi\n"
            "  lamina run -d docker.io/library/busybox:latest web sleep 1000\n"

@@ -46,8 +46,9 @@ def _mounts_json(mounts: Sequence[Mount]) -> str:
 
 
 def _make(kind: str) -> None:
-    @group.command(name=kind, help=f"{'Prepare an active' if kind == 'prepare' else 'Make a read-only'} snapshot "
-                   "KEY on the committed snapshot PARENT.",
+    first = "Prepare an active" if kind == "prepare" else "Make a read-only"
+    @group.command(name=kind, help=f"{first} snapshot KEY on the committed snapshot PARENT.",
+                   short_help=f"{first} snapshot KEY on PARENT.",
                    epilog=f"\b\nExample:\n  lamina snapshots {kind} --target /mnt my-{kind} sha256:…")
     @click.option("-t", "--target", default="", help="Print the mount commands for this target.")
     @click.option("--mounts", "as_json", is_flag=True, help="Print the mounts as JSON.")
@@ -85,7 +86,8 @@ def commit(name: str, key: str) -> None:
     run(lambda c: c.snapshots.commit(name, key, labels=gc_root_label(), snapshotter=snapshotter))
 
 
-@group.command(epilog="\b\nExample:\n  lamina snapshots mounts /mnt my-active")
+@group.command(short_help="Print the mount commands for snapshot KEY.",
+               epilog="\b\nExample:\n  lamina snapshots mounts /mnt my-active")
 @click.argument("target")
 @click.argument("key")
 def mounts(target: str, key: str) -> None:
@@ -130,7 +132,8 @@ def info(key: str) -> None:
     click.echo(json.dumps(info_document(run(lambda c: c.snapshots.stat(key, snapshotter=snapshotter))), indent=4))
 
 
-@group.command(epilog="\b\nExamples:\n  lamina snapshots usage\n  lamina snapshots usage -b my-active")
+@group.command(short_help="Print disk usage (KEY SIZE INODES) of snapshots.",
+               epilog="\b\nExamples:\n  lamina snapshots usage\n  lamina snapshots usage -b my-active")
 @click.option("-b", "in_bytes", is_flag=True, help="Sizes in bytes.")
 @format_option
 @click.argument("keys", nargs=-1)
@@ -179,7 +182,8 @@ def tree() -> None:
             show(name, 0)
 
 
-@group.command(epilog="\b\nExamples:\n  lamina snapshots label my-active owner=ops\n"
+@group.command(short_help="Set or remove labels on snapshot KEY.",
+               epilog="\b\nExamples:\n  lamina snapshots label my-active owner=ops\n"
                "  lamina snapshots label my-active owner=")
 @click.argument("key")
 @click.argument("labels", nargs=-1)
@@ -196,7 +200,8 @@ def label(key: str, labels: tuple[str, ...]) -> None:
     click.echo(labels_text(run(work).labels))
 
 
-@group.command(name="rm", epilog="\b\nExample:\n  lamina snapshots rm my-active my-view")
+@group.command(short_help="Remove snapshots KEYS.",
+               name="rm", epilog="\b\nExample:\n  lamina snapshots rm my-active my-view")
 @click.argument("keys", nargs=-1, required=True)
 def remove(keys: tuple[str, ...]) -> None:
     """Remove snapshots KEYS; one with children, or missing, is an error."""

@@ -32,7 +32,7 @@ def parse_signal(text: str) -> int:
         raise click.BadParameter(f"unknown signal {text!r}", param_hint="--signal") from None
 
 
-@click.group(name="tasks", cls=Group)
+@click.group(short_help="Manage tasks (alias: t), containers' processes.", name="tasks", cls=Group)
 def group() -> None:
     """Manage tasks (alias: t), the running processes of containers."""
 
@@ -52,7 +52,7 @@ def list_(quiet: bool, fmt: str) -> None:
         table(["task", "pid", "status"], [(t.id or t.container_id, t.pid, t.status.value) for t in found])
 
 
-@group.command(epilog="\b\nExample:\n  lamina tasks start -d web")
+@group.command(short_help="Start a task for container ID.", epilog="\b\nExample:\n  lamina tasks start -d web")
 @click.option("-d", "--detach", is_flag=True, help="Return once the task is started.")
 @click.option("--null-io", is_flag=True, help="Send the process's stdio to /dev/null.")
 @click.argument("container_id", metavar="ID")
@@ -67,7 +67,8 @@ def start(detach: bool, null_io: bool, container_id: str) -> None:
     _exit(run(work))
 
 
-@group.command(epilog="\b\nExample:\n  lamina tasks attach web")
+@group.command(short_help="Connect to a running task's stdio until it exits.",
+               epilog="\b\nExample:\n  lamina tasks attach web")
 @click.argument("container_id", metavar="ID")
 def attach(container_id: str) -> None:
     """Connect to the running task's stdio until it exits (then delete it); exit with its status."""
@@ -96,7 +97,8 @@ def kill(signal_name: str, all_: bool, exec_id: str, container_id: str) -> None:
     run(work)
 
 
-@group.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+@group.command(short_help="Run ARGS as another process in task ID.",
+               name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
                epilog="\b\nExamples:\n  lamina tasks exec --exec-id e1 web ps\n"
                       "  lamina tasks exec -t --exec-id sh1 web sh")
 @click.option("--exec-id", required=True, help="An id for the new process, unique in the task.")
@@ -200,7 +202,8 @@ def metrics(fmt: str, container_id: str) -> None:
     table(["metric", "value"], metric_rows(metric))
 
 
-@group.command(name="rm", epilog="\b\nExamples:\n  lamina tasks rm web\n  lamina tasks rm -f web")
+@group.command(short_help="Delete stopped tasks (with -f, running ones too).",
+               name="rm", epilog="\b\nExamples:\n  lamina tasks rm web\n  lamina tasks rm -f web")
 @click.option("-f", "--force", is_flag=True, help="Kill the task (SIGKILL, all processes) first.")
 @click.option("--exec-id", default="", help="Delete this stopped exec process instead of the task.")
 @click.argument("ids", nargs=-1, required=True)

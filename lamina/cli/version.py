@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from lamina.client import Client, Version
 
 
-@click.command(epilog="\b\nExample:\n  lamina -a /run/lamina/lamina.sock version")
+@click.command(short_help="Print the client's and the daemon's versions.",
+               epilog="\b\nExample:\n  lamina -a /run/lamina/lamina.sock version")
 def version() -> None:
     """Print the client's and the daemon's version, and the daemon's UUID."""
 

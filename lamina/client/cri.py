@@ -61,3 +61,20 @@ class Cri:
 
     async def image_fs_info(self) -> list[pb.FilesystemUsage]:
         return list((await self._images.ImageFsInfo(pb.ImageFsInfoRequest())).image_filesystems)
+
+    async def run_pod(self, config: pb.PodSandboxConfig, runtime_handler: str = "") -> str:
+        """Start a pod sandbox; its id."""
+        request = pb.RunPodSandboxRequest(config=config, runtime_handler=runtime_handler)
+        return str((await self._runtime.RunPodSandbox(request)).pod_sandbox_id)
+
+    async def stop_pod(self, pod_id: str) -> None:
+        await self._runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+
+    async def remove_pod(self, pod_id: str) -> None:
+        await self._runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
+
+    async def pod_status(self, pod_id: str, verbose: bool = False) -> pb.PodSandboxStatusResponse:
+        return await self._runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod_id, verbose=verbose))
+
+    async def pods(self, pod_filter: pb.PodSandboxFilter | None = None) -> list[pb.PodSandbox]:
+        return list((await self._runtime.ListPodSandbox(pb.ListPodSandboxRequest(filter=pod_filter))).items)

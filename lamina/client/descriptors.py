@@ -16,7 +16,8 @@ class Descriptor:
     digest: str
     size: int
     annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    platform: str = ""  # "os/arch[/variant]" when an index names one
+    # "os/arch[/variant]" when an index names one; JSON output leaves it out when unknown.
+    platform: str = field(default="", metadata={"omitempty": True})
 
 
 def from_pb(message: descriptor_pb2.Descriptor) -> Descriptor:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -45,7 +45,8 @@ class Status(StrEnum):
 class Process:
     """A task (``id`` empty) or one of its exec processes, as Tasks.Get/List report it."""
 
-    container_id: str
+    # Empty in Tasks.List, where ``id`` is the container's (as containerd's); JSON output leaves it out then.
+    container_id: str = field(metadata={"omitempty": True})
     id: str
     pid: int
     status: Status

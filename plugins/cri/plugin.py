@@ -1,18 +1,24 @@
 """Registers ``io.containerd.grpc.v1.cri``: both CRI services, on the daemon's own socket.
 
 Disable it as any plugin (``disabled_plugins = ["io.containerd.grpc.v1.cri"]``).
-It needs no other plugin's instance: it reaches images, content, snapshots
-and leases as a client of the daemon, in namespace ``k8s.io``; it only reads
-the snapshotter's root from that plugin's exports, for ImageFsInfo.  That
-client (grpcio, httpx and the puller) is imported and built on the first
-image request, not at start-up: importing it takes the daemon a second.
+Images it reaches as a client of the daemon, in namespace ``k8s.io``, as
+containerd's CRI plugin does (it reads the snapshotter's root from that
+plugin's exports, for ImageFsInfo); pod sandboxes it makes in-process with
+the daemon's own container store, snapshot stores and task manager.  Both
+managers are imported and built on the first request that needs them, not
+at start-up: importing the client (grpcio, httpx, the puller) takes the
+daemon a second.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from lamina.core.metadata.containers import ContainerStore
+from lamina.core.metadata.snapshots import SnapshotStore
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
@@ -20,22 +26,40 @@ from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE
 from lamina.plugins.cri.config import CriConfig
 from lamina.plugins.cri.image_service import ImageService
 from lamina.plugins.cri.images import ImageManager
+from lamina.plugins.cri.pods import PodManager
 from lamina.plugins.cri.runtime import Runtime
 from lamina.plugins.cri.runtime_service import RuntimeService
+from lamina.plugins.metadata import METADATA_PLUGIN
+from lamina.plugins.runtime_v2.manager import TaskManager
+from lamina.plugins.runtime_v2.plugin import RUNTIME_PLUGIN
 from lamina.plugins.services import GRPC_PLUGIN
-from lamina.plugins.snapshotters import SNAPSHOTTER_PLUGIN
+from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE, SNAPSHOTTER_PLUGIN
 
 if TYPE_CHECKING:
     from lamina.plugins.cri.image_manager import ClientImageManager
+    from lamina.plugins.cri.sandbox_manager import SandboxManager
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Stores:
+    """The daemon's own stores a pod sandbox is made with, and the plugin's dirs for its files."""
+
+    containers: ContainerStore
+    snapshots: Mapping[str, SnapshotStore]
+    tasks: TaskManager
+    root_dir: str
+    state_dir: str
 
 
 class CriPlugin:
-    def __init__(self, config: CriConfig, *, address: str, snapshotter_root: str) -> None:
+    def __init__(self, config: CriConfig, *, address: str, snapshotter_root: str, stores: Stores) -> None:
         self._config = config
         self._address = address
         self._snapshotter_root = snapshotter_root
+        self._stores = stores
         self._manager: ClientImageManager | None = None
-        self._runtime = RuntimeService(Runtime(config))
+        self._sandboxes: SandboxManager | None = None
+        self._runtime = RuntimeService(Runtime(config), self._pod_manager)
         self._images = ImageService(self._image_manager)
 
     def _image_manager(self) -> ImageManager:
@@ -48,6 +72,16 @@ class CriPlugin:
                 snapshotter_root=self._snapshotter_root, config_path=self._config.registry.config_path,
             )
         return self._manager
+
+    def _pod_manager(self) -> PodManager:
+        if self._sandboxes is None:
+            from lamina.plugins.cri.sandbox_manager import SandboxManager
+
+            s = self._stores
+            self._sandboxes = SandboxManager(config=self._config, containers=s.containers, tasks=s.tasks,
+                                             snapshots=s.snapshots, images=self._image_manager,
+                                             root_dir=s.root_dir, state_dir=s.state_dir)
+        return self._sandboxes
 
     def register(self, server: Server) -> None:
         self._runtime.register(server)
@@ -68,11 +102,15 @@ def _snapshotter_root(ic: InitContext, name: str) -> str:
 
 def _init(ic: InitContext) -> CriPlugin:
     config: CriConfig = ic.config or CriConfig()
+    stores = Stores(containers=ContainerStore(ic.get(METADATA_PLUGIN)),
+                    snapshots=ic.get(SERVICE_PLUGIN, SNAPSHOTS_SERVICE), tasks=ic.get(RUNTIME_PLUGIN, "task").tasks,
+                    root_dir=ic.root_dir, state_dir=ic.state_dir)
     return CriPlugin(config, address=ic.daemon.address,
-                     snapshotter_root=_snapshotter_root(ic, config.containerd.snapshotter))
+                     snapshotter_root=_snapshotter_root(ic, config.containerd.snapshotter), stores=stores)
 
 
 @hookimpl
 def lamina_register_plugins(registry: Registry) -> None:
-    registry.add(Registration(type=GRPC_PLUGIN, id=CRI_PLUGIN_ID, requires=(SNAPSHOTTER_PLUGIN,),
+    registry.add(Registration(type=GRPC_PLUGIN, id=CRI_PLUGIN_ID,
+                              requires=(SNAPSHOTTER_PLUGIN, SERVICE_PLUGIN, METADATA_PLUGIN, RUNTIME_PLUGIN),
                               config=CriConfig, init=_init))

@@ -1,8 +1,10 @@
-"""``runtime.v1.RuntimeService``: Version, Status and UpdateRuntimeConfig over :class:`Runtime`.
+"""``runtime.v1.RuntimeService``: the runtime's state over :class:`Runtime`, pod sandboxes over a :class:`PodManager`.
 
-Pods and containers are not served yet: every other method of the service
-answers UNIMPLEMENTED naming itself, rather than gRPC's bare "method not
-implemented", so a kubelet or ``crictl`` user sees what is missing.
+Containers are not served yet: every other method of the service answers
+UNIMPLEMENTED naming itself, rather than gRPC's bare "method not
+implemented", so a kubelet or ``crictl`` user sees what is missing.  The
+pod manager comes from a factory called on each request, so the plugin can
+build it on first use.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any, Protocol
 from lamina.api.services.cri import api_pb2 as pb
 from lamina.core.errors import NotImplemented_
 from lamina.core.server import CallContext, Server
+from lamina.plugins.cri import sandbox_pb
+from lamina.plugins.cri.pods import PodManager
 from lamina.plugins.cri.runtime import RuntimeStatus, Version
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RuntimeService"]
@@ -27,7 +31,7 @@ class RuntimeState(Protocol):
 
 
 def _unimplemented(name: str, streaming: bool) -> Callable[..., Any]:
-    error = f"CRI {name}: lamina does not serve pods and containers yet"
+    error = f"CRI {name}: lamina does not serve containers yet"
 
     async def unary(request: object, context: CallContext) -> None:
         raise NotImplemented_(error)
@@ -40,8 +44,9 @@ def _unimplemented(name: str, streaming: bool) -> Callable[..., Any]:
 
 
 class RuntimeService:
-    def __init__(self, runtime: RuntimeState) -> None:
+    def __init__(self, runtime: RuntimeState, pods: Callable[[], PodManager]) -> None:
         self._runtime = runtime
+        self._pods = pods
 
     def register(self, server: Server) -> None:
         server.add_service(SERVICE, self)
@@ -67,3 +72,27 @@ class RuntimeService:
                                   context: CallContext) -> pb.UpdateRuntimeConfigResponse:
         self._runtime.update_pod_cidr(request.runtime_config.network_config.pod_cidr)
         return pb.UpdateRuntimeConfigResponse()
+
+    async def RunPodSandbox(self, request: pb.RunPodSandboxRequest,  # noqa: N802
+                            context: CallContext) -> pb.RunPodSandboxResponse:
+        config = sandbox_pb.config_from_pb(request.config)
+        return pb.RunPodSandboxResponse(pod_sandbox_id=await self._pods().run(config, request.runtime_handler))
+
+    async def StopPodSandbox(self, request: pb.StopPodSandboxRequest,  # noqa: N802
+                             context: CallContext) -> pb.StopPodSandboxResponse:
+        await self._pods().stop(request.pod_sandbox_id)
+        return pb.StopPodSandboxResponse()
+
+    async def RemovePodSandbox(self, request: pb.RemovePodSandboxRequest,  # noqa: N802
+                               context: CallContext) -> pb.RemovePodSandboxResponse:
+        await self._pods().remove(request.pod_sandbox_id)
+        return pb.RemovePodSandboxResponse()
+
+    async def PodSandboxStatus(self, request: pb.PodSandboxStatusRequest,  # noqa: N802
+                               context: CallContext) -> pb.PodSandboxStatusResponse:
+        return sandbox_pb.status_to_pb(await self._pods().status(request.pod_sandbox_id, request.verbose))
+
+    async def ListPodSandbox(self, request: pb.ListPodSandboxRequest,  # noqa: N802
+                             context: CallContext) -> pb.ListPodSandboxResponse:
+        found = await self._pods().list(sandbox_pb.filter_from_pb(request))
+        return pb.ListPodSandboxResponse(items=[sandbox_pb.sandbox_to_pb(s) for s in found])

@@ -102,6 +102,7 @@ def test_images_ls_tag_check_rm(daemon: Daemon, lamina: Runner, ns: str) -> None
     listed = json.loads(lamina("images", "ls", "--format", "json").stdout)
     assert {x["target"]["digest"] for x in listed} == {manifest}
     assert all(x["platforms"] == ["linux/amd64"] for x in listed)
+    assert all("platform" not in x["target"] for x in listed)  # no empty stand-in beside "platforms"
     assert "complete (2/2)" in lamina("images", "check").stdout
     lamina("content", "rm", _digest(layer))
     assert "incomplete (1/2)" in lamina("images", "check").stdout

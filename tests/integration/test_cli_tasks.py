@@ -27,6 +27,7 @@ def test_detached_task_life_cycle(lamina: Runner, image: str) -> None:
         assert status == "RUNNING" and int(pid) > 0
         [listed] = json.loads(lamina("tasks", "ls", "--format", "json").stdout)
         assert listed["status"] == "RUNNING" and listed["pid"] == int(pid)
+        assert listed["id"] == "t3" and "container_id" not in listed  # Tasks.List leaves it empty
         ps = lamina("tasks", "exec", "--exec-id", "e1", "t3", "ps").stdout
         assert "sleep 1000" in ps and "ps" in ps
         assert pid in lamina("tasks", "ps", "t3").stdout

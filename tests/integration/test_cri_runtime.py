@@ -73,14 +73,22 @@ def test_update_runtime_config_keeps_the_pod_cidr(node: CriNode) -> None:
     assert json.loads(info["podCIDRs"]) == ["10.244.0.0/24", "fd00:10:244::/64"]
 
 
-def test_pods_and_containers_answer_unimplemented_by_name(node: CriNode) -> None:
+def test_containers_answer_unimplemented_by_name(node: CriNode) -> None:
     with pytest.raises(grpc.RpcError) as raised:
-        node.runtime.RunPodSandbox(pb.RunPodSandboxRequest())
+        node.runtime.CreateContainer(pb.CreateContainerRequest())
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert raised.value.details() == "CRI RunPodSandbox: lamina does not serve pods and containers yet: not implemented"
+    assert raised.value.details() == "CRI CreateContainer: lamina does not serve containers yet: not implemented"
     with pytest.raises(grpc.RpcError) as raised:
         next(iter(node.runtime.GetContainerEvents(pb.GetEventsRequest())))
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_pod_config_without_metadata_is_refused(node: CriNode) -> None:
+    """containerd's words, before anything is made (containerd answers them as Unknown)."""
+    with pytest.raises(grpc.RpcError) as raised:
+        node.runtime.RunPodSandbox(pb.RunPodSandboxRequest())
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == "sandbox config must include metadata: invalid argument"
 
 
 def test_the_plugin_is_listed_and_can_be_disabled(ctr: Runner, fresh_daemon) -> None:  # type: ignore[no-untyped-def]

@@ -47,9 +47,25 @@ def test_plugin_tables_fill_dataclasses_and_refuse_unknown_keys() -> None:
     bad = config.from_table(config.DaemonConfig, {"plugins": {"io.containerd.snapshotter.v1.x": {"roots": 1}}})
     with pytest.raises(InvalidArgument, match="plugins.\"io.containerd.snapshotter.v1.x\".roots"):
         config.plugin_configs(bad, [_REG])
-    unknown = config.from_table(config.DaemonConfig, {"plugins": {"io.nope.v1.y": {}}})
-    with pytest.raises(InvalidArgument, match="io.nope.v1.y"):
-        config.plugin_configs(unknown, [_REG])
+    unknown = config.from_table(config.DaemonConfig, {"plugins": {"io.nope.v1.y": {"any": {"deep": 1}}}})
+    assert config.plugin_configs(unknown, [_REG]) == {"io.containerd.snapshotter.v1.x": _SnapConfig()}
+    assert config.ignored_parts(unknown, [_REG]) == [config.Ignored(key='plugins."io.nope.v1.y"',
+                                                                    reason="no such plugin")]
+
+
+def test_containerd_keys_are_set_aside_and_typos_stay_errors(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('version = 2\noom_score = -999\nplugin_dir = ""\n[cgroup]\npath = "/x"\n'
+                    '[debug]\naddress = "/run/d.sock"\nlevel = "debug"\n'
+                    '[timeouts]\n"io.containerd.timeout.shim.cleanup" = "5s"\n'
+                    '[proxy_plugins.p]\ntype = "snapshot"\n')
+    loaded = config.load(str(path))
+    assert loaded.cgroup.path == "/x" and loaded.debug.level == "debug"
+    assert [part.key for part in loaded.ignored] == ["oom_score", "plugin_dir", "debug.address", "timeouts",
+                                                     "proxy_plugins"]
+    path.write_text('version = 2\n[debug]\nadress = "/run/d.sock"\n')
+    with pytest.raises(InvalidArgument, match="unknown config key 'debug.adress'"):
+        config.load(str(path))
 
 
 def test_to_toml_round_trips() -> None:
@@ -72,7 +88,21 @@ def test_laminad_config_default_and_dump(tmp_path: Path) -> None:
 
 def test_laminad_refuses_to_start_on_unknown_key(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
-    path.write_text('version = 2\nroot_dir = "/x"\n')
+    path.write_text('version = 2\n[plugins."io.containerd.metadata.v1.lmdb"]\nmap_sise = 1\n')
     result = subprocess.run(["laminad", "--config", str(path), "config", "dump"], capture_output=True, text=True)
     assert result.returncode == 1
-    assert result.stderr.strip() == "laminad: unknown config key 'root_dir': invalid argument"
+    assert result.stderr.strip() == (
+        "laminad: unknown config key 'plugins.\"io.containerd.metadata.v1.lmdb\".map_sise': invalid argument")
+
+
+def test_laminad_config_dump_lists_ignored_parts_and_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('version = 2\noom_score = 0\n[plugins."io.containerd.grpc.v1.cri-like"]\nx = 1\n')
+    dump = subprocess.run(["laminad", "--root", str(tmp_path), "--config", str(path), "config", "dump"],
+                          capture_output=True, text=True, check=True).stdout
+    assert dump.splitlines()[:2] == [
+        "# ignored: oom_score (not a laminad setting)",
+        '# ignored: plugins."io.containerd.grpc.v1.cri-like" (no such plugin)',
+    ]
+    parsed = tomllib.loads(dump)
+    assert "oom_score" not in parsed and "io.containerd.grpc.v1.cri-like" not in parsed["plugins"]

@@ -26,8 +26,9 @@ def test_decodes_what_an_indexing_huffman_encoder_sends_over_many_blocks() -> No
         assert decoder.decode(block) == fields + [(h[0], h[1]) for h in sensitive]
 
 
-@pytest.mark.parametrize("block", [b"\xff", b"\x80", b"\xbe", b"\x40\x85ab", b"\x3f\xe2\x1f"],
-                         ids=["truncated-int", "index-0", "no-such-entry", "truncated-string", "table-too-big"])
+@pytest.mark.parametrize("block", [b"\xff", b"\x80", b"\xbe", b"\x40\x85ab", b"\x3f\xe2\x1f", b"\x82\x20"],
+                         ids=["truncated-int", "index-0", "no-such-entry", "truncated-string", "table-too-big",
+                              "size-update-after-a-field"])
 def test_bad_blocks_are_refused(block: bytes) -> None:
     with pytest.raises(HeaderBlockError):
         HeaderDecoder().decode(block)
