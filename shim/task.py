@@ -110,6 +110,7 @@ class TaskService:
         self._seq = 0
         self._parked: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._starting: dict[int, int | None] = {}  # id(process) -> exit held back
+        self._creating: dict[str, asyncio.Event] = {}  # container id -> set when its Create ends
 
     def register(self, server: Server) -> None:
         handlers: dict[str, tuple[type, Callable[..., Awaitable[object]]]] = {
@@ -177,8 +178,16 @@ class TaskService:
     # -- lifecycle -----------------------------------------------------------
 
     async def create(self, r: task_pb2.CreateTaskRequest, ctx: Context) -> task_pb2.CreateTaskResponse:
-        if r.id in self.containers:
+        if r.id in self.containers or r.id in self._creating:
             raise AlreadyExists(f"container {r.id}")
+        self._creating[r.id] = done = asyncio.Event()
+        try:
+            return await self._create(r)
+        finally:
+            del self._creating[r.id]
+            done.set()
+
+    async def _create(self, r: task_pb2.CreateTaskRequest) -> task_pb2.CreateTaskResponse:
         if r.checkpoint:
             raise NotImplemented_("restoring a checkpoint")
         opts = runc_options_pb2.Options()
@@ -377,6 +386,12 @@ class TaskService:
                                                 value=metrics.SerializeToString()))
 
     async def connect(self, r: task_pb2.ConnectRequest, ctx: Context) -> task_pb2.ConnectResponse:
+        """The task's pid, 0 if there is none; a Create under way is waited for first, so that a
+        restarted daemon (which connects to decide whether the shim has a task) never sees a task
+        come into being after it was told there was none."""
+        creating = self._creating.get(r.id)
+        if creating is not None:
+            await creating.wait()
         c = self.containers.get(r.id)
         return task_pb2.ConnectResponse(shim_pid=os.getpid(), task_pid=c.init.pid if c else 0)
 
