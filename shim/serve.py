@@ -4,7 +4,8 @@ As shim.go ``run`` serving mode: child subreaper, SIGCHLD reaping, SIGPIPE
 ignored (events and logs outlive the daemon), the Task service on the
 inherited listening socket (fd 3), events forwarded to ``$TTRPC_ADDRESS``.
 The shim ends on Shutdown once no container is left, or on SIGTERM/SIGINT;
-then it stops listening, removes its socket (the ``address`` file names it),
+then it stops listening, removes its socket (its path noted at start: the
+bundle with the ``address`` file may be gone by then),
 sends the events still queued (up to 5 s) and exits.
 
 A shim pre-forked by laminad's zygote (``shim/spare.py``) runs the same
@@ -66,19 +67,21 @@ async def _serve(assign: Assign) -> int:
     service.reaper.start(loop)
     server = Server()
     service.register(server)
+    # The socket's path is taken now: by the time the shim exits, laminad may
+    # already have removed the bundle and the address file in it.
     if isinstance(listener, str):
+        path = listener
         await server.start(listener)
     else:
+        path = listener.getsockname()
         await server.start(sock=listener)
     log.info("shim serving")
     await done.wait()
 
     await server.shutdown(timeout=2.0)
-    with contextlib.suppress(OSError):
-        with open("address") as f:
-            address = f.read().strip()
-        if address.startswith("unix://"):
-            os.unlink(address.removeprefix("unix://"))
+    if isinstance(path, str) and path:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     await publisher.close(timeout=5.0)
     log.info("shim exited")
     return 0
