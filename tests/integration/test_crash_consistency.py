@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import pytest
 
 from bench import procs
+from bench.ctr import CTR, Client, tasks
 from bench.daemons import byte_compile
-from tests.conftest import CTR, Daemon, Runner, finish, make_daemon, shims_of
+from tests.conftest import Daemon, finish, make_daemon, shims_of
 from tests.fixtures_registry import Registry, drop_registry, make_registry, push_layout
 from tests.images import Entry, busybox_entries, oci_archive
 from tests.integration.test_runtime_support import needs_runc
@@ -56,7 +57,7 @@ class World:
     """The daemon under test and what the operations need."""
 
     daemon: Daemon
-    ctr: Runner
+    ctr: Client
     registry: Registry
     seed: int
     base_image: str
@@ -76,10 +77,10 @@ class Operation:
     name: str
     argv: Callable[[int], list[str]]
     stdin: str = ""
-    prepare: Callable[[World, int], None] = lambda world, n: None
-    verify: Callable[[World, int], None] = lambda world, n: None
+    prepare: Callable[[World, int], object] = lambda world, n: None
+    verify: Callable[[World, int], object] = lambda world, n: None
     creates: Callable[[World, int], bool] | None = None  # whether "already exists" is the object, whole
-    reset: Callable[[World, int], None] = lambda world, n: None
+    reset: Callable[[World, int], object] = lambda world, n: None
 
 
 def _seed() -> int:
@@ -103,13 +104,8 @@ def _ids(out: str) -> set[str]:
     return set(out.split())
 
 
-def _tasks(ctr: Runner) -> dict[str, tuple[int, str]]:
-    rows = [line.split() for line in ctr("tasks", "ls").stdout.splitlines()[1:]]
-    return {r[0]: (int(r[1]), r[2]) for r in rows if len(r) >= 3}
-
-
-def _snapshot_keys(ctr: Runner) -> set[str]:
-    return {line.split()[0] for line in ctr("snapshots", "ls").stdout.splitlines()[1:] if line.strip()}
+def _snapshot_keys(ctr: Client) -> set[str]:
+    return {line.split()[0] for line in ctr.run("snapshots", "ls").splitlines()[1:] if line.strip()}
 
 
 @pytest.fixture
@@ -125,7 +121,7 @@ def world(tmp_path: object) -> Iterator[World]:
     daemon = make_daemon()
     try:
         daemon.start()
-        ctr = Runner([CTR], daemon.address, f"crash-{secrets.token_hex(3)}")
+        ctr = Client(CTR, daemon.address, f"crash-{secrets.token_hex(3)}")
         archive, files = _payload(rng)
         push_layout(registry.host, "crash/payload", "1", [archive])
         payload_archive = f"{daemon.base}/payload.tar"
@@ -138,19 +134,19 @@ def world(tmp_path: object) -> Iterator[World]:
         blob = rng.randbytes(INGEST_BYTES)
         with open(ingest_path, "wb") as f:
             f.write(blob)
-        ctr("images", "import", base_archive)
-        ctr("run", "-d", "crash.local/base:1", "keeper", "sleep", "100000")
-        keeper_pid, status = _tasks(ctr)["keeper"]
+        ctr.run("images", "import", base_archive)
+        ctr.run("run", "-d", "crash.local/base:1", "keeper", "sleep", "100000")
+        keeper_pid, status = tasks(ctr)["keeper"]
         assert status == "RUNNING"
         w = World(daemon=daemon, ctr=ctr, registry=registry, seed=seed, base_image="crash.local/base:1",
                   payload_archive=payload_archive, payload_files=files, ingest_path=ingest_path,
                   ingest_digest="sha256:" + hashlib.sha256(blob).hexdigest(), keeper_pid=keeper_pid,
-                  kept_blobs=_ids(ctr("content", "ls", "-q").stdout), kept_snapshots=_snapshot_keys(ctr))
+                  kept_blobs=_ids(ctr.run("content", "ls", "-q")), kept_snapshots=_snapshot_keys(ctr))
         yield w
-        ctr("tasks", "kill", "-s", "KILL", "keeper")
-        eventually(lambda: _tasks(ctr)["keeper"][1] == "STOPPED", 30, "the keeper to stop")
-        ctr("tasks", "rm", "keeper")
-        ctr("containers", "rm", "keeper")
+        ctr.run("tasks", "kill", "-s", "KILL", "keeper")
+        eventually(lambda: tasks(ctr)["keeper"][1] == "STOPPED", 30, "the keeper to stop")
+        ctr.run("tasks", "rm", "keeper")
+        ctr.run("containers", "rm", "keeper")
     finally:
         if daemon.process is None:
             daemon.start()
@@ -167,27 +163,27 @@ def _pull_ref(world: World) -> str:
 
 def _run_payload(world: World, image: str, n: int) -> None:
     """The image runs, and its files are the layers' (the snapshot chain is complete)."""
-    out = world.ctr("run", "--rm", image, f"chk-{n}", "sha256sum", *sorted(world.payload_files)).stdout
+    out = world.ctr.run("run", "--rm", image, f"chk-{n}", "sha256sum", *sorted(world.payload_files))
     sums = {line.split()[1]: line.split()[0] for line in out.splitlines()}
     assert sums == {path: digest for path, digest in world.payload_files.items()}, out
 
 
-def _remove_image(image: str) -> Callable[[World, int], None]:
-    return lambda world, n: world.ctr("images", "rm", "--sync", image) and None
+def _remove_image(image: str) -> Callable[[World, int], object]:
+    return lambda world, n: world.ctr.run("images", "rm", "--sync", image)
 
 
 def _container_whole(world: World, cid: str) -> bool:
     """A container record exists, and the snapshot it names is there."""
-    info = world.ctr("containers", "info", cid).stdout
+    info = world.ctr.run("containers", "info", cid)
     return f'"SnapshotKey": "{cid}"' in info and cid in _snapshot_keys(world.ctr)
 
 
 def _remove_task(world: World, cid: str) -> None:
-    if cid in _tasks(world.ctr):
-        world.ctr("tasks", "kill", "-s", "KILL", cid, check=False)
-        eventually(lambda: _tasks(world.ctr)[cid][1] != "RUNNING", 30, f"task {cid} to stop")
-        world.ctr("tasks", "rm", "-f", cid)
-    world.ctr("containers", "rm", cid)
+    if cid in tasks(world.ctr):
+        world.ctr.try_run("tasks", "kill", "-s", "KILL", cid)
+        eventually(lambda: tasks(world.ctr)[cid][1] != "RUNNING", 30, f"task {cid} to stop")
+        world.ctr.run("tasks", "rm", "-f", cid)
+    world.ctr.run("containers", "rm", cid)
 
 
 def operations(world: World) -> list[Operation]:
@@ -202,13 +198,13 @@ def operations(world: World) -> list[Operation]:
                   argv=lambda n: ["content", "ingest", "--expected-digest", world.ingest_digest,
                                   "--expected-size", str(INGEST_BYTES), "crash-ingest"],
                   verify=lambda w, n: _check_blob(w, w.ingest_digest),
-                  reset=lambda w, n: w.ctr("content", "rm", w.ingest_digest) and None),
+                  reset=lambda w, n: w.ctr.run("content", "rm", w.ingest_digest)),
         Operation(name="create", argv=lambda n: ["containers", "create", world.base_image, f"new-{n}", "true"],
                   creates=lambda w, n: _container_whole(w, f"new-{n}"),
-                  reset=lambda w, n: w.ctr("containers", "rm", f"new-{n}") and None),
+                  reset=lambda w, n: w.ctr.run("containers", "rm", f"new-{n}")),
         Operation(name="start", argv=lambda n: ["tasks", "start", "-d", f"task-{n}"],
-                  prepare=lambda w, n: w.ctr("containers", "create", w.base_image, f"task-{n}", "sleep", "1000")
-                  and None,
+                  prepare=lambda w, n: w.ctr.run("containers", "create", w.base_image, f"task-{n}", "sleep", "1000")
+                 ,
                   verify=lambda w, n: _task_running(w, f"task-{n}"),
                   creates=lambda w, n: _task_made(w, f"task-{n}"),
                   reset=lambda w, n: _remove_task(w, f"task-{n}")),
@@ -217,12 +213,12 @@ def operations(world: World) -> list[Operation]:
 
 def _task_made(world: World, cid: str) -> bool:
     """The task exists with its process: created (the daemon died before Start) or running."""
-    pid, status = _tasks(world.ctr).get(cid, (0, "missing"))
+    pid, status = tasks(world.ctr).get(cid, (0, "missing"))
     return status in ("CREATED", "RUNNING") and os.path.exists(f"/proc/{pid}")
 
 
 def _task_running(world: World, cid: str) -> None:
-    pid, status = _tasks(world.ctr)[cid]
+    pid, status = tasks(world.ctr)[cid]
     assert status == "RUNNING" and os.path.exists(f"/proc/{pid}"), (cid, pid, status)
 
 
@@ -232,10 +228,9 @@ def _task_running(world: World, cid: str) -> None:
 def _check_blob(world: World, digest: str) -> None:
     """The blob reads back as its digest; one gone meanwhile must be gone from the listing too
     (a restarted laminad collects garbage soon after it starts)."""
-    data = subprocess.run([*world.ctr.argv0, "--address", world.ctr.address, "--namespace", world.ctr.namespace,
-                           "content", "get", digest], capture_output=True, timeout=60)
+    data = subprocess.run(world.ctr.argv("content", "get", digest), capture_output=True, timeout=60)
     if data.returncode != 0 and b"not found" in data.stderr:
-        assert digest not in _ids(world.ctr("content", "ls", "-q").stdout), f"blob {digest} listed but not there"
+        assert digest not in _ids(world.ctr.run("content", "ls", "-q")), f"blob {digest} listed but not there"
         return
     assert data.returncode == 0, f"blob {digest} does not read back: {data.stderr.decode(errors='replace')}"
     assert "sha256:" + hashlib.sha256(data.stdout).hexdigest() == digest, f"blob {digest} reads back different bytes"
@@ -251,15 +246,15 @@ def _check_blobs_on_disk(world: World) -> None:
 
 def check_consistent(world: World, n: int) -> None:
     ctr = world.ctr
-    pid, status = _tasks(ctr)["keeper"]
+    pid, status = tasks(ctr)["keeper"]
     assert (pid, status) == (world.keeper_pid, "RUNNING") and os.path.exists(f"/proc/{pid}"), (pid, status)
-    for digest in _ids(ctr("content", "ls", "-q").stdout):
+    for digest in _ids(ctr.run("content", "ls", "-q")):
         _check_blob(world, digest)
     _check_blobs_on_disk(world)
-    checked = ctr("images", "check").stdout.splitlines()[1:]
+    checked = ctr.run("images", "check").splitlines()[1:]
     for line in checked:
         assert " complete " in line, f"an image is listed but not fully present: {line}"
-    ready = _ids(ctr("images", "check", "-q").stdout)
+    ready = _ids(ctr.run("images", "check", "-q"))
     for image in ready - {world.base_image}:
         _run_payload(world, image, n)
 
@@ -267,19 +262,19 @@ def check_consistent(world: World, n: int) -> None:
 def drop_leases(world: World) -> None:
     """Remove the leases a dead client left (as their expiry would), and collect garbage."""
     ctr = world.ctr
-    for lease in _ids(ctr("leases", "ls", "-q").stdout):
-        ctr("leases", "rm", "--sync", lease)
-    ctr("leases", "create", "--id", "gc-now")
-    ctr("leases", "rm", "--sync", "gc-now")
+    for lease in _ids(ctr.run("leases", "ls", "-q")):
+        ctr.run("leases", "rm", "--sync", lease)
+    ctr.run("leases", "create", "--id", "gc-now")
+    ctr.run("leases", "rm", "--sync", "gc-now")
 
 
 def check_collected(world: World) -> None:
     """With no lease left, a collection leaves only what the test keeps."""
     ctr = world.ctr
     drop_leases(world)
-    assert ctr("content", "active").stdout.splitlines()[1:] == []
+    assert ctr.run("content", "active").splitlines()[1:] == []
     assert os.listdir(os.path.join(world.daemon.root, CONTENT_DIR, "ingest")) == []
-    assert _ids(ctr("content", "ls", "-q").stdout) == world.kept_blobs
+    assert _ids(ctr.run("content", "ls", "-q")) == world.kept_blobs
     assert _snapshot_keys(ctr) == world.kept_snapshots
     # A shim whose events waited out laminad's death may take a few seconds more to exit: it
     # sends what is queued first (shim/events.py retries with growing pauses).
@@ -296,8 +291,7 @@ def check_collected(world: World) -> None:
 def _start(world: World, op: Operation, n: int) -> subprocess.Popen[str]:
     stdin = open(op.stdin, "rb") if op.stdin else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
-        return subprocess.Popen([*world.ctr.argv0, "--address", world.ctr.address, "--namespace",
-                                 world.ctr.namespace, *op.argv(n)], stdin=stdin, stdout=subprocess.DEVNULL,
+        return subprocess.Popen(world.ctr.argv(*op.argv(n)), stdin=stdin, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True)
     finally:
         if op.stdin:
@@ -331,17 +325,12 @@ def _restart(world: World) -> float:
 
 def _rerun(world: World, op: Operation, n: int) -> bool:
     """Run the killed command again: True if it ran, False if what it makes already existed, whole."""
-    argv = op.argv(n)
-    if op.stdin:
-        with open(op.stdin, "rb") as f:
-            done = subprocess.run([*world.ctr.argv0, "--address", world.ctr.address, "--namespace",
-                                   world.ctr.namespace, *argv], stdin=f, capture_output=True, text=True, timeout=120)
-    else:
-        done = world.ctr(*argv, check=False, timeout=120)
-    if done.returncode != 0 and op.creates and "already exists" in done.stderr:
-        assert op.creates(world, n), f"{op.name} #{n}: {done.stderr.strip()}, but it is not whole"
+    client = _start(world, op, n)  # a file on stdin: ctr resumes an ingest by seeking its input
+    _, err = client.communicate(timeout=120)
+    if client.returncode != 0 and op.creates and "already exists" in err:
+        assert op.creates(world, n), f"{op.name} #{n}: {err.strip()}, but it is not whole"
         return False
-    assert done.returncode == 0, f"{op.name} #{n} rerun failed: {done.stderr}"
+    assert client.returncode == 0, f"{op.name} #{n} rerun failed: {err}"
     return True
 
 
