@@ -117,11 +117,12 @@ def world(tmp_path: object) -> Iterator[World]:
     seed = _seed()
     rng = random.Random(seed)
     byte_compile()  # restarts are timed: not the compiler's
+    namespace = f"crash-{secrets.token_hex(3)}"
     registry = make_registry()
     daemon = make_daemon()
     try:
         daemon.start()
-        ctr = Client(CTR, daemon.address, f"crash-{secrets.token_hex(3)}")
+        ctr = Client(CTR, daemon.address, namespace)
         archive, files = _payload(rng)
         push_layout(registry.host, "crash/payload", "1", [archive])
         payload_archive = f"{daemon.base}/payload.tar"
@@ -152,6 +153,7 @@ def world(tmp_path: object) -> Iterator[World]:
             daemon.start()
         finish(daemon)
         drop_registry(registry)
+        procs.remove_empty_dirs(procs.namespace_dirs(namespace))  # runc's state root, the cgroup
 
 
 # -- the operations ---------------------------------------------------------------------------------
