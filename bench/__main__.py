@@ -9,10 +9,8 @@ writes its JSON but leaves docs/benchmarks.md alone.
 from __future__ import annotations
 
 import argparse
-import compileall
 import datetime as dt
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -28,7 +26,7 @@ from bench.stats import Better, Metric, Side
 from bench.workloads import BY_NAME, WORKLOADS, Workload
 from bench.workloads.base import SIDES, Context, Plan
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = daemons.REPO
 RESULTS_DIR = os.path.join(REPO, "bench", "results")
 DOC_PATH = os.path.join(REPO, "docs", "benchmarks.md")
 
@@ -79,10 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     # lamina's console scripts from this interpreter's bin dir, never through a
     # wrapper earlier on PATH (pyenv's shims would add up to seconds a command).
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    # Byte-compile lamina as an install would: with PYTHONDONTWRITEBYTECODE in
-    # the environment an editable checkout is otherwise compiled from source by
-    # every laminad, zygote and shim start (~0.4 s of laminad's cold start).
-    compileall.compile_dir(REPO, quiet=2, rx=re.compile(r"/(tests|bench|scripts|\.[^/]*)(/|$)"))
+    daemons.byte_compile()
     signal.signal(signal.SIGTERM, _on_sigterm)
     plan = Plan.for_mode(args.quick)
     selected = [w for w in WORKLOADS if (not args.only or w.name in args.only) and not (plan.quick and w.full_only)]

@@ -10,7 +10,9 @@ under its dirs and removes them.
 
 from __future__ import annotations
 
+import compileall
 import os
+import re
 import shutil
 import signal
 import socket
@@ -43,6 +45,19 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "{root}/opt"
 """
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def byte_compile() -> None:
+    """Byte-compile lamina as an install would.
+
+    With PYTHONDONTWRITEBYTECODE in the environment an editable checkout is
+    otherwise compiled from source by every laminad, zygote and shim start
+    (~0.4 s of laminad's cold start).
+    """
+    compileall.compile_dir(REPO, quiet=2, rx=re.compile(r"/(tests|bench|scripts|\.[^/]*)(/|$)"))
 
 
 class DaemonFailed(Exception):

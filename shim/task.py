@@ -108,6 +108,7 @@ class TaskService:
         self._seq = 0
         self._parked: OrderedDict[int, tuple[int, int]] = OrderedDict()
         self._starting: dict[int, int | None] = {}  # id(process) -> exit held back
+        self._creating: dict[str, asyncio.Future[task_pb2.CreateTaskResponse]] = {}  # container id -> its Create
 
     def register(self, server: Server) -> None:
         handlers: dict[str, tuple[type, Callable[..., Awaitable[object]]]] = {
@@ -177,8 +178,17 @@ class TaskService:
     # -- lifecycle -----------------------------------------------------------
 
     async def create(self, r: task_pb2.CreateTaskRequest, ctx: Context) -> task_pb2.CreateTaskResponse:
-        if r.id in self.containers:
+        """Runs to its end even when the daemon that sent it goes away (the ttrpc server cancels
+        such requests): cancelled half way, the rootfs would be unmounted under a runc create that
+        goes on, and runc would make its mount points in the bare bundle directory."""
+        if r.id in self.containers or r.id in self._creating:
             raise AlreadyExists(f"container {r.id}")
+        job = asyncio.ensure_future(self._create(r))
+        self._creating[r.id] = job
+        job.add_done_callback(lambda _: self._creating.pop(r.id, None))
+        return await asyncio.shield(job)
+
+    async def _create(self, r: task_pb2.CreateTaskRequest) -> task_pb2.CreateTaskResponse:
         if r.checkpoint:
             raise NotImplemented_("restoring a checkpoint")
         opts = runc_options_pb2.Options()
@@ -367,6 +377,12 @@ class TaskService:
                                                 value=metrics.SerializeToString()))
 
     async def connect(self, r: task_pb2.ConnectRequest, ctx: Context) -> task_pb2.ConnectResponse:
+        """The task's pid, 0 if there is none; a Create under way is waited for first, so that a
+        restarted daemon (which connects to decide whether the shim has a task) never sees a task
+        come into being after it was told there was none."""
+        creating = self._creating.get(r.id)
+        if creating is not None:
+            await asyncio.wait([creating])
         c = self.containers.get(r.id)
         return task_pb2.ConnectResponse(shim_pid=os.getpid(), task_pid=c.init.pid if c else 0)
 

@@ -17,7 +17,10 @@ record ``<name>`` naming that backend snapshot and the call fails
 Remove only drops the record, as in containerd: a backend snapshot lives
 until the collector finds no namespace naming it (``collect_garbage``).
 Creation makes the backend snapshot before its record, so creation and
-commit hold ``lock`` shared and the collector holds it exclusively.
+commit hold ``lock`` shared and the collector holds it exclusively.  A
+daemon killed between the two leaves a backend snapshot that no record names,
+under an id the counter hands out again: the next creation of the same key
+replaces it, and the collector removes any other.
 
 The ``<id>`` in a backend key comes from ``snapshotseq/<snapshotter>``, one
 counter for all namespaces (see ``lamina.core.metadata``).  The records'
@@ -198,9 +201,13 @@ class SnapshotStore:
                     create = self.backend.view if readonly else self.backend.prepare
                     try:
                         made[bkey] = create(bkey, bparent, inherited_labels(labels))
-                    except AlreadyExists as exc:
-                        # The backend key is fresh; a clash there is not the caller's to handle.
-                        raise RuntimeError(f"unexpected error from snapshotter: {exc}") from None
+                    except AlreadyExists:
+                        # The id is fresh, so no record names this backend
+                        # snapshot: a daemon killed before this transaction's
+                        # commit left it (the id was handed out again).
+                        log.info("replacing unreferenced snapshot", snapshotter=self.name, key=bkey)
+                        self.backend.remove(bkey)
+                        made[bkey] = create(bkey, bparent, inherited_labels(labels))
                 mounts = made[bkey]
                 created_ns = updated_ns = time.time_ns()
             if lease:

@@ -15,7 +15,8 @@ Follows containerd 1.6 runtime/v2 (manager.go, shim.go, shim_load.go):
   ``/tasks/delete`` are published on its behalf (status 255 if even that
   fails).  Events of live shims come only from the shims themselves.
 - ``load_existing`` walks the bundles at start-up, reconnects to shims that
-  answer and cleans up after the others.  ``close`` drops the connections
+  answer with a task and cleans up after the others (a shim without a task
+  is what a daemon killed during Create leaves).  ``close`` drops the connections
   and leaves every shim running: a daemon restart never stops a container.
 """
 
@@ -327,10 +328,17 @@ class TaskManager:
                             log=ShimLog(bundle.file("log"), id_=bundle.id, namespace=bundle.namespace,
                                         runtime=runtime))
             task.log.start()
-            await task.connect(timeout=LOAD_TIMEOUT)
+            pid = await task.connect(timeout=LOAD_TIMEOUT)
         except (OSError, TimeoutError, LaminaError) as exc:
             log.info("shim of task is gone", id=bundle.id, namespace=bundle.namespace, error=str(exc))
             await self._cleanup_dead(bundle, binary, task)
+            return
+        if pid == 0:
+            # The previous daemon died between starting the shim and its task
+            # Create (or between Delete and Shutdown): nothing ran, nobody was
+            # told of a task, so the shim goes as after a failed create.
+            log.info("shim has no task, removing it", id=bundle.id, namespace=bundle.namespace)
+            await self._abandon(task)
             return
         self._track(task)
         log.info("task reconnected", id=bundle.id, namespace=bundle.namespace, runtime=runtime)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -113,6 +115,39 @@ def test_kill_9_restart_keeps_tasks_and_cleans_dead_shim(daemon_: Daemon) -> Non
             client.remove(id_)
     assert shim_pids(daemon_) == []
     assert daemon_.mounts_below() == []
+
+
+def test_a_shim_without_a_task_goes_at_restart(daemon_: Daemon) -> None:
+    """A daemon killed between starting a shim and its task's Create leaves a bundle and a live shim
+    with no task; the restarted daemon removes both, and the task can then be created."""
+    rootfs = make_rootfs(daemon_.base)
+    spec = oci_spec(NS, "bare", ["sleep", "1000"])
+    with api(daemon_, NS) as client:
+        client.create_container("bare", spec)
+    bundle = os.path.join(daemon_.state, "io.containerd.runtime.v2.task", NS, "bare")
+    os.makedirs(os.path.join(bundle, "rootfs"))
+    with open(os.path.join(bundle, "config.json"), "w") as f:
+        json.dump(spec, f)
+    shim_binary = shutil.which("containerd-shim-lamina-v2")
+    assert shim_binary is not None
+    with open(os.path.join(bundle, "shim-binary-path"), "w") as f:
+        f.write(shim_binary)
+    subprocess.run([shim_binary, "-namespace", NS, "-address", daemon_.address, "-publish-binary", "/bin/true",
+                    "-id", "bare", "start"], cwd=bundle, input=b"", capture_output=True, check=True, timeout=30,
+                   env={**os.environ, "TTRPC_ADDRESS": f"{daemon_.address}.ttrpc"})
+    shim = _shim_of(daemon_, "bare")
+
+    assert daemon_.stop(signal.SIGKILL) == -signal.SIGKILL
+    daemon_.start()
+
+    eventually(lambda: not _alive(shim), what="the shim without a task to exit")
+    assert not os.path.exists(bundle)
+    with api(daemon_, NS) as client:
+        client.create_task("bare", rootfs)
+        client.start("bare")
+        client.kill("bare", signal.SIGKILL)
+        assert client.wait("bare").exit_status == 137
+        client.remove("bare")
 
 
 def test_sigterm_leaves_shims_running(daemon_: Daemon) -> None:

@@ -180,3 +180,47 @@ def test_delete_action_cleans_a_dead_bundle(workdir: str) -> None:
     resp = task_pb2.DeleteResponse.FromString(out)
     assert (resp.pid, resp.exit_status) == (4242, 137)
     assert resp.exited_at.ToNanoseconds() >= before
+
+
+def test_create_outlives_the_connection_that_sent_it(workdir: str) -> None:
+    """A daemon killed during Create: the shim finishes the Create anyway, and a Connect from the
+    restarted daemon waits for it, so the task it reports is whole (shim/task.py ``create``)."""
+    asyncio.run(_orphaned_create(workdir))
+
+
+async def _orphaned_create(base: str) -> None:
+    async def forward(req: shim_events_pb2.ForwardRequest, ctx) -> empty_pb2.Empty:  # type: ignore[no-untyped-def]
+        return empty_pb2.Empty()
+
+    events_server = Server()
+    events_server.register("containerd.services.events.ttrpc.v1.Events",
+                           {"Forward": Method(shim_events_pb2.ForwardRequest, forward)})
+    await events_server.start(f"{base}/events.sock")
+    bundle = _bundle(base, "p3", ["/bin/busybox", "sleep", "1000"])
+    log_reader = os.open(f"{bundle}/log", os.O_RDWR | os.O_NONBLOCK)
+    address = _shim("start", bundle, "p3", f"{base}/events.sock").stdout.decode()
+    dying = await Client.connect(address)
+    sent = asyncio.create_task(dying.call(TASK, "Create", task_pb2.CreateTaskRequest(id="p3", bundle=bundle),
+                                          task_pb2.CreateTaskResponse, metadata=MD))
+    deadline = time.monotonic() + 20
+    while not os.path.exists(f"{bundle}/options.json"):  # the shim is handling the Create
+        assert time.monotonic() < deadline, "the shim never began the Create"
+        await asyncio.sleep(0.005)
+    await dying.close()
+    with contextlib.suppress(Exception):
+        await sent
+    client = await Client.connect(address)
+    try:
+        connected = await client.call(TASK, "Connect", task_pb2.ConnectRequest(id="p3"), task_pb2.ConnectResponse,
+                                      metadata=MD)
+        state = await client.call(TASK, "State", task_pb2.StateRequest(id="p3"), task_pb2.StateResponse,
+                                  metadata=MD)
+        assert connected.task_pid != 0 and (state.pid, state.status) == (connected.task_pid, 1)  # CREATED
+        await client.call(TASK, "Kill", task_pb2.KillRequest(id="p3", signal=9), empty_pb2.Empty, metadata=MD)
+        await client.call(TASK, "Wait", task_pb2.WaitRequest(id="p3"), task_pb2.WaitResponse, metadata=MD)
+        await client.call(TASK, "Delete", task_pb2.DeleteRequest(id="p3"), task_pb2.DeleteResponse, metadata=MD)
+        await client.call(TASK, "Shutdown", task_pb2.ShutdownRequest(id="p3"), empty_pb2.Empty, metadata=MD)
+    finally:
+        await client.close()
+        await events_server.close()
+        os.close(log_reader)
