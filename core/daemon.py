@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lamina.core import config as configmod
 from lamina.core import daemon_cgroup
@@ -32,6 +33,9 @@ from lamina.core.sockets import claim_unix_socket
 from lamina.core.ttrpc.client import socket_path
 from lamina.plugins.manager import load_registry
 from lamina.plugins.services import GRPC_PLUGIN
+
+if TYPE_CHECKING:
+    from lamina.core.metrics import MetricsEndpoint
 
 log = logmod.get_logger()
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -100,6 +104,17 @@ async def _close_plugins(plugins: PluginSet) -> None:
             log.warning("plugin close failed", plugin=plugin.registration.uri, error=str(exc))
 
 
+async def _start_metrics(address: str, plugins: PluginSet, exchange: Exchange, server: Server) -> MetricsEndpoint:
+    """Imported here: prometheus_client costs a daemon without ``[metrics]`` nothing."""
+    from lamina.core.metrics import MetricsEndpoint
+    from lamina.plugins.metrics import sources
+
+    endpoint = MetricsEndpoint(address, sources(plugins, exchange))
+    await endpoint.start()
+    server.observer = endpoint.grpc.observe
+    return endpoint
+
+
 async def serve(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None = None) -> None:
     """Run the daemon until SIGTERM or SIGINT.
 
@@ -139,11 +154,14 @@ async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, noti
         daemon=daemon,
     )
     server = Server(config.grpc)
+    metrics: MetricsEndpoint | None = None
     try:
         check_required(plugins, config.required_plugins)
         services = plugins.instances(GRPC_PLUGIN)
         for service in services.values():
             service.register(server)
+        if config.metrics.address:
+            metrics = await _start_metrics(config.metrics.address, plugins, exchange, server)
         await server.start()
         if "healthcheck" in services:
             await services["healthcheck"].serving()
@@ -168,6 +186,8 @@ async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, noti
     finally:
         exchange.close()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
+        if metrics is not None:
+            await metrics.close()
         await _close_plugins(plugins)
     log.info("laminad stopped")
 

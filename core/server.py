@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from google.protobuf.message import DecodeError, Message
 from lamina.core import namespaces
 from lamina.core.config import GrpcConfig
 from lamina.core.errors import (
+    CODE_CANCELLED,
     CODE_DEADLINE_EXCEEDED,
     CODE_INTERNAL,
     CODE_OK,
@@ -125,6 +127,20 @@ def _bind(context: CallContext) -> None:
     log.debug("request")
 
 
+# Called once per finished call: (":path", grpc type, status code, seconds);
+# the metrics endpoint (core/metrics.py) sets it, and it stays None without one.
+CallObserver = Callable[[str, str, int, float], None]
+
+
+def _grpc_type(method: Method | None) -> str:
+    """go-grpc-prometheus's ``grpc_type`` label, as containerd's metrics carry it."""
+    if method is None or not (method.client_streaming or method.server_streaming):
+        return "unary"
+    if method.client_streaming and method.server_streaming:
+        return "bidi_stream"
+    return "client_stream" if method.client_streaming else "server_stream"
+
+
 def _timeout(value: str) -> float:
     try:
         return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
@@ -142,6 +158,7 @@ class Server:
         self._connections: set[Connection] = set()
         self._listener: asyncio.AbstractServer | None = None
         self._socket: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we bound
+        self.observer: CallObserver | None = None
 
     def add_service(self, service: ServiceDescriptor, servicer: object, *, waits: Collection[str] = ()) -> None:
         """Serve ``servicer``'s methods; ``waits`` names those that only wait for something
@@ -225,6 +242,8 @@ class Server:
         context = CallContext(path, stream.headers)
         timer: asyncio.TimerHandle | None = None
         sent_headers = False
+        started = time.perf_counter()
+        code = CODE_OK
         try:
             method = self._method(path)
             timeout = stream.headers.get("grpc-timeout")
@@ -252,20 +271,25 @@ class Server:
                     await stream.send_data(data)
                     stream.send_headers(_TRAILERS_OK, end=True)
         except StreamReset:
-            pass
+            code = CODE_CANCELLED
         except asyncio.CancelledError:
             if not context.expired:
+                code = CODE_CANCELLED
                 raise  # the client reset the stream, or the server is stopping and closes the connection
-            self._fail(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
+            code = CODE_DEADLINE_EXCEEDED
+            self._fail(stream, sent_headers, code, "context deadline exceeded")
         except CallError as exc:
-            self._fail(stream, sent_headers, exc.code, str(exc))
+            code = exc.code
+            self._fail(stream, sent_headers, code, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in one place
-            self._fail(stream, sent_headers, status_code(exc), status_message(exc),
-                       None if expected(exc) else exc)
+            code = status_code(exc)
+            self._fail(stream, sent_headers, code, status_message(exc), None if expected(exc) else exc)
         finally:
             if timer is not None:
                 timer.cancel()
             stream.conn.finished(stream)
+            if self.observer is not None:
+                self.observer(path, _grpc_type(self._methods.get(path)), code, time.perf_counter() - started)
 
     def _method(self, path: str) -> Method:
         method = self._methods.get(path)
