@@ -16,12 +16,13 @@ import gc
 import inspect
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from lamina.core import config as configmod
-from lamina.core import daemon_cgroup
+from lamina.core import daemon_cgroup, tls
 from lamina.core import log as logmod
 from lamina.core.errors import LaminaError
 from lamina.core.events import Exchange
@@ -124,6 +125,7 @@ async def serve(config: configmod.DaemonConfig, registry: Registry, notifier: No
     removes a socket it did not create.  A socket left by a killed daemon is
     reclaimed.
     """
+    tcp_tls = tls.server_context(config.grpc) if config.grpc.tcp_address else None
     root_lock = lock_root(config.root)
     try:
         if config.cgroup.path:
@@ -132,12 +134,13 @@ async def serve(config: configmod.DaemonConfig, registry: Registry, notifier: No
         os.makedirs(config.state, mode=0o711, exist_ok=True)
         claim_unix_socket(config.grpc.address, "address")
         claim_unix_socket(socket_path(config.ttrpc_address), "ttrpc address")
-        await _serve_locked(config, registry, notifier)
+        await _serve_locked(config, registry, notifier, tcp_tls)
     finally:
         os.close(root_lock)
 
 
-async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None) -> None:
+async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None,
+                        tcp_tls: ssl.SSLContext | None) -> None:
     if notifier:
         notifier.send("STATUS=loading plugins")
     exchange = Exchange()
@@ -153,7 +156,7 @@ async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, noti
         disabled=frozenset(config.disabled_plugins),
         daemon=daemon,
     )
-    server = Server(config.grpc)
+    server = Server(config.grpc, tcp_tls)
     metrics: MetricsEndpoint | None = None
     try:
         check_required(plugins, config.required_plugins)

@@ -23,6 +23,7 @@ from prometheus_client.metrics_core import Metric
 
 from lamina.core.errors import InvalidArgument, code_name
 from lamina.core.log import get_logger
+from lamina.core.sockets import split_host_port
 
 log = get_logger()
 
@@ -33,14 +34,6 @@ _PATH = "/v1/metrics"
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _REQUEST_LIMIT = 8192  # request line and headers; a scrape sends a few hundred bytes
 _READ_TIMEOUT = 10.0
-
-
-def split_host_port(address: str, setting: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:port`` for IPv6) as containerd's listeners take it."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidArgument(f"{setting} {address!r} must be host:port")
-    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means every address, as in Go
 
 
 class GrpcMetrics:

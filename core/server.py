@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from lamina.core.errors import (
     CODE_OK,
     CODE_RESOURCE_EXHAUSTED,
     CODE_UNIMPLEMENTED,
+    InvalidArgument,
     code_name,
     expected,
     status_code,
@@ -46,6 +48,7 @@ from lamina.core.h2_frames import DATA, END_HEADERS, END_STREAM, HEADERS, Stream
 from lamina.core.h2_protocol import Connection
 from lamina.core.h2_stream import Stream
 from lamina.core.log import get_logger
+from lamina.core.sockets import split_host_port
 
 log = get_logger()
 
@@ -151,12 +154,13 @@ def _timeout(value: str) -> float:
 class Server:
     """The services, the listening socket, and the calls in flight."""
 
-    def __init__(self, config: GrpcConfig) -> None:
+    def __init__(self, config: GrpcConfig, tcp_tls: ssl.SSLContext | None = None) -> None:
         self._config = config
+        self._tcp_tls = tcp_tls  # for tcp_address (core/tls.py decides; None there means in the clear)
         self._methods: dict[str, Method] = {}
         self._services: set[str] = set()
         self._connections: set[Connection] = set()
-        self._listener: asyncio.AbstractServer | None = None
+        self._listeners: list[asyncio.AbstractServer] = []
         self._socket: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we bound
         self.observer: CallObserver | None = None
 
@@ -175,14 +179,24 @@ class Server:
             )
 
     async def start(self) -> None:
-        """Listen on the configured address, which the caller has claimed (``core/sockets.py``)."""
+        """Listen on the configured address, which the caller has claimed (``core/sockets.py``),
+        and on ``tcp_address`` when one is set: the same services and calls on both."""
         path = self._config.address
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_unix_server(self._connection, path)
+        self._listeners.append(await loop.create_unix_server(self._connection, path))
         st = os.lstat(path)
         self._socket = (st.st_dev, st.st_ino)
         os.chmod(path, 0o660)
         os.chown(path, self._config.uid, self._config.gid)
+        if self._config.tcp_address:
+            host, port = split_host_port(self._config.tcp_address, "grpc tcp_address")
+            try:
+                self._listeners.append(await loop.create_server(
+                    self._connection, host, port, ssl=self._tcp_tls,
+                    ssl_handshake_timeout=self._config.stall_timeout if self._tcp_tls else None))
+            except OSError as exc:
+                raise InvalidArgument(f"grpc tcp_address {self._config.tcp_address!r}: {exc.strerror}") from None
+            log.info("serving gRPC on TCP", tcp_address=self._config.tcp_address, tls=self._tcp_tls is not None)
 
     def _connection(self) -> Connection:
         conn = Connection(self._dispatch, self._connections.discard, self._config.stall_timeout)
@@ -198,8 +212,8 @@ class Server:
         are cut off at once, so an idle daemon stops at once.  The socket file
         is removed only if it is still the one ``start`` bound.
         """
-        if self._listener is not None:
-            self._listener.close()
+        for listener in self._listeners:
+            listener.close()
         for conn in self._connections:
             conn.go_away()
         working: list[asyncio.Task[None]] = []
