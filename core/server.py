@@ -135,9 +135,9 @@ def _bind(context: CallContext) -> None:
 CallObserver = Callable[[str, str, int, float], None]
 
 
-def _grpc_type(method: Method | None) -> str:
+def _grpc_type(method: Method) -> str:
     """go-grpc-prometheus's ``grpc_type`` label, as containerd's metrics carry it."""
-    if method is None or not (method.client_streaming or method.server_streaming):
+    if not (method.client_streaming or method.server_streaming):
         return "unary"
     if method.client_streaming and method.server_streaming:
         return "bidi_stream"
@@ -302,8 +302,9 @@ class Server:
             if timer is not None:
                 timer.cancel()
             stream.conn.finished(stream)
-            if self.observer is not None:
-                self.observer(path, _grpc_type(self._methods.get(path)), code, time.perf_counter() - started)
+            # Only methods the server has: a path a client made up never becomes a label value.
+            if self.observer is not None and path in self._methods:
+                self.observer(path, _grpc_type(self._methods[path]), code, time.perf_counter() - started)
 
     def _method(self, path: str) -> Method:
         method = self._methods.get(path)
