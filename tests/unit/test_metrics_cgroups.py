@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+from google.protobuf.message import Message
 from prometheus_client import generate_latest
 
 from lamina.api.types import cgroups_v1_pb2 as v1
@@ -31,39 +33,45 @@ def _render(type_url: str, data: bytes) -> str:
     return generate_latest(_Collected(families)).decode()  # type: ignore[arg-type]
 
 
-def test_v2_names_and_labels() -> None:
-    stats = v2.Metrics(
-        pids=v2.PidsStat(current=3, limit=100),
-        cpu=v2.CPUStat(usage_usec=1500),
-        memory=v2.MemoryStat(usage=4096, anon=1024),
-        io=v2.IOStat(usage=[v2.IOEntry(major=8, minor=0, rbytes=512)]),
-    )
-    text = _render("io.containerd.cgroups.v2.Metrics", stats.SerializeToString())
-    assert 'container_memory_usage_bytes{container_id="m1",namespace="ns1"} 4096.0' in text
-    assert 'container_memory_anon_bytes{container_id="m1",namespace="ns1"} 1024.0' in text
-    assert 'container_pids_current{container_id="m1",namespace="ns1"} 3.0' in text
-    assert 'container_pids_limit{container_id="m1",namespace="ns1"} 100.0' in text
-    assert 'container_cpu_usage_usec_microseconds{container_id="m1",namespace="ns1"} 1500.0' in text
-    assert 'container_io_rbytes_bytes{container_id="m1",major="8",minor="0",namespace="ns1"} 512.0' in text
-    assert "# TYPE container_memory_usage_bytes gauge" in text
+_LABELS = 'container_id="m1",namespace="ns1"'
+V2 = v2.Metrics(
+    pids=v2.PidsStat(current=3, limit=100),
+    cpu=v2.CPUStat(usage_usec=1500),
+    memory=v2.MemoryStat(usage=4096, anon=1024),
+    io=v2.IOStat(usage=[v2.IOEntry(major=8, minor=0, rbytes=512)]),
+)
+V1 = v1.Metrics(
+    pids=v1.PidsStat(current=2),
+    cpu=v1.CPUStat(usage=v1.CPUUsage(total=7, per_cpu=[3, 4])),
+    memory=v1.MemoryStat(rss=10, usage=v1.MemoryEntry(usage=20, failcnt=1)),
+    blkio=v1.BlkIOStat(io_service_bytes_recursive=[v1.BlkIOEntry(op="Read", device="sda", major=8, value=9)]),
+)
 
 
-def test_v1_names_and_labels() -> None:
-    stats = v1.Metrics(
-        pids=v1.PidsStat(current=2),
-        cpu=v1.CPUStat(usage=v1.CPUUsage(total=7, per_cpu=[3, 4])),
-        memory=v1.MemoryStat(rss=10, usage=v1.MemoryEntry(usage=20, failcnt=1)),
-        blkio=v1.BlkIOStat(io_service_bytes_recursive=[v1.BlkIOEntry(op="Read", device="sda", major=8, value=9)]),
-    )
-    text = _render("type.googleapis.com/io.containerd.cgroups.v1.Metrics", stats.SerializeToString())
-    assert 'container_cpu_total_nanoseconds{container_id="m1",namespace="ns1"} 7.0' in text
-    assert 'container_per_cpu_nanoseconds{container_id="m1",cpu="1",namespace="ns1"} 4.0' in text
-    assert 'container_memory_rss_bytes{container_id="m1",namespace="ns1"} 10.0' in text
-    assert 'container_memory_usage_usage_bytes{container_id="m1",namespace="ns1"} 20.0' in text
-    assert 'container_memory_usage_failcnt_total{container_id="m1",namespace="ns1"} 1.0' in text
-    assert 'container_pids_current{container_id="m1",namespace="ns1"} 2.0' in text
-    assert ('container_blkio_io_service_bytes_recursive_bytes{container_id="m1",device="sda",major="8",minor="0",'
-            'namespace="ns1",op="Read"} 9.0') in text
+@pytest.mark.parametrize(("type_url", "stats", "lines"), [
+    ("io.containerd.cgroups.v2.Metrics", V2, [
+        "# TYPE container_memory_usage_bytes gauge",
+        f"container_memory_usage_bytes{{{_LABELS}}} 4096.0",
+        f"container_memory_anon_bytes{{{_LABELS}}} 1024.0",
+        f"container_pids_current{{{_LABELS}}} 3.0",
+        f"container_pids_limit{{{_LABELS}}} 100.0",
+        f"container_cpu_usage_usec_microseconds{{{_LABELS}}} 1500.0",
+        'container_io_rbytes_bytes{container_id="m1",major="8",minor="0",namespace="ns1"} 512.0',
+    ]),
+    ("type.googleapis.com/io.containerd.cgroups.v1.Metrics", V1, [
+        f"container_cpu_total_nanoseconds{{{_LABELS}}} 7.0",
+        'container_per_cpu_nanoseconds{container_id="m1",cpu="1",namespace="ns1"} 4.0',
+        f"container_memory_rss_bytes{{{_LABELS}}} 10.0",
+        f"container_memory_usage_usage_bytes{{{_LABELS}}} 20.0",
+        f"container_memory_usage_failcnt_total{{{_LABELS}}} 1.0",
+        f"container_pids_current{{{_LABELS}}} 2.0",
+        'container_blkio_io_service_bytes_recursive_bytes{container_id="m1",device="sda",major="8",minor="0",'
+        'namespace="ns1",op="Read"} 9.0',
+    ]),
+], ids=["v2", "v1"])
+def test_names_and_labels(type_url: str, stats: Message, lines: list[str]) -> None:
+    text = _render(type_url, stats.SerializeToString()).splitlines()
+    assert [line for line in lines if line not in text] == []
 
 
 def test_unknown_or_broken_payloads_add_nothing() -> None:
