@@ -124,7 +124,11 @@ def prometheus(metrics_daemon: tuple[Daemon, str], tmp_path_factory: pytest.Temp
         yield query
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(30)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
         shutil.rmtree(base, ignore_errors=True)
 
 
