@@ -40,8 +40,8 @@ class GrpcConfig:
     max_send_message_size: int = MAX_MESSAGE_SIZE
     # Seconds a client may take to send its preface or finish a frame it started (core/h2_protocol.py).
     stall_timeout: float = 10.0
-    # gRPC on TCP as well ("host:port"): TLS with tcp_tls_cert and tcp_tls_key,
-    # client certificates required from tcp_tls_ca when it is set (core/tls.py).
+    # gRPC on TCP as well ("host:port"): TLS with tcp_tls_cert and tcp_tls_key, and
+    # client certificates from tcp_tls_ca; all three are required (core/tls.py).
     tcp_address: str = ""
     tcp_tls_cert: str = ""
     tcp_tls_key: str = ""
