@@ -40,6 +40,14 @@ class GrpcConfig:
     max_send_message_size: int = MAX_MESSAGE_SIZE
     # Seconds a client may take to send its preface or finish a frame it started (core/h2_protocol.py).
     stall_timeout: float = 10.0
+    # gRPC on TCP as well ("host:port"): TLS with tcp_tls_cert and tcp_tls_key, and
+    # client certificates from tcp_tls_ca; all three are required (core/tls.py).
+    tcp_address: str = ""
+    tcp_tls_cert: str = ""
+    tcp_tls_key: str = ""
+    tcp_tls_ca: str = ""
+    # lamina's own: serve tcp_address in the clear (a warning at every start).
+    tcp_insecure: bool = False
 
 
 @dataclass(kw_only=True)
@@ -54,6 +62,11 @@ class DebugConfig:
 
 
 @dataclass(kw_only=True)
+class MetricsConfig:
+    address: str = ""  # "host:port" serving GET /v1/metrics (Prometheus text); empty: off
+
+
+@dataclass(kw_only=True)
 class CgroupConfig:
     path: str = ""  # the cgroup laminad moves itself into at start; empty: stay put
 
@@ -61,8 +74,7 @@ class CgroupConfig:
 # Keys containerd 1.6 reads in sections laminad has too, but which laminad
 # does not implement (services/server/config/config.go).
 CONTAINERD_ONLY_KEYS = frozenset({
-    "grpc.tcp_address", "grpc.tcp_tls_ca", "grpc.tcp_tls_cert", "grpc.tcp_tls_key",
-    "ttrpc.uid", "ttrpc.gid", "debug.address", "debug.uid", "debug.gid",
+    "metrics.grpc_histogram", "ttrpc.uid", "ttrpc.gid", "debug.address", "debug.uid", "debug.gid",
 })
 
 
@@ -85,6 +97,7 @@ class DaemonConfig:
     ttrpc: TtrpcConfig = field(default_factory=TtrpcConfig)
     debug: DebugConfig = field(default_factory=DebugConfig)
     cgroup: CgroupConfig = field(default_factory=CgroupConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     plugins: dict[str, Any] = field(default_factory=dict)
     # Filled by ``load`` from the file, never from a key of its own.
     ignored: list[Ignored] = field(default_factory=list, init=False)

@@ -16,11 +16,13 @@ import gc
 import inspect
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from lamina.core import config as configmod
-from lamina.core import daemon_cgroup
+from lamina.core import daemon_cgroup, tls
 from lamina.core import log as logmod
 from lamina.core.errors import LaminaError
 from lamina.core.events import Exchange
@@ -32,6 +34,9 @@ from lamina.core.sockets import claim_unix_socket
 from lamina.core.ttrpc.client import socket_path
 from lamina.plugins.manager import load_registry
 from lamina.plugins.services import GRPC_PLUGIN
+
+if TYPE_CHECKING:
+    from lamina.core.metrics import MetricsEndpoint
 
 log = logmod.get_logger()
 SHUTDOWN_GRACE_SECONDS = 5.0
@@ -100,6 +105,17 @@ async def _close_plugins(plugins: PluginSet) -> None:
             log.warning("plugin close failed", plugin=plugin.registration.uri, error=str(exc))
 
 
+async def _start_metrics(address: str, plugins: PluginSet, exchange: Exchange, server: Server) -> MetricsEndpoint:
+    """Imported here: prometheus_client costs a daemon without ``[metrics]`` nothing."""
+    from lamina.core.metrics import MetricsEndpoint
+    from lamina.plugins.metrics import sources
+
+    endpoint = MetricsEndpoint(address, sources(plugins, exchange))
+    await endpoint.start()
+    server.observer = endpoint.grpc.observe
+    return endpoint
+
+
 async def serve(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None = None) -> None:
     """Run the daemon until SIGTERM or SIGINT.
 
@@ -109,6 +125,7 @@ async def serve(config: configmod.DaemonConfig, registry: Registry, notifier: No
     removes a socket it did not create.  A socket left by a killed daemon is
     reclaimed.
     """
+    tcp_tls = tls.server_context(config.grpc) if config.grpc.tcp_address else None
     root_lock = lock_root(config.root)
     try:
         if config.cgroup.path:
@@ -117,12 +134,13 @@ async def serve(config: configmod.DaemonConfig, registry: Registry, notifier: No
         os.makedirs(config.state, mode=0o711, exist_ok=True)
         claim_unix_socket(config.grpc.address, "address")
         claim_unix_socket(socket_path(config.ttrpc_address), "ttrpc address")
-        await _serve_locked(config, registry, notifier)
+        await _serve_locked(config, registry, notifier, tcp_tls)
     finally:
         os.close(root_lock)
 
 
-async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None) -> None:
+async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, notifier: Notifier | None,
+                        tcp_tls: ssl.SSLContext | None) -> None:
     if notifier:
         notifier.send("STATUS=loading plugins")
     exchange = Exchange()
@@ -138,12 +156,15 @@ async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, noti
         disabled=frozenset(config.disabled_plugins),
         daemon=daemon,
     )
-    server = Server(config.grpc)
+    server = Server(config.grpc, tcp_tls)
+    metrics: MetricsEndpoint | None = None
     try:
         check_required(plugins, config.required_plugins)
         services = plugins.instances(GRPC_PLUGIN)
         for service in services.values():
             service.register(server)
+        if config.metrics.address:
+            metrics = await _start_metrics(config.metrics.address, plugins, exchange, server)
         await server.start()
         if "healthcheck" in services:
             await services["healthcheck"].serving()
@@ -168,6 +189,8 @@ async def _serve_locked(config: configmod.DaemonConfig, registry: Registry, noti
     finally:
         exchange.close()
         await server.stop(SHUTDOWN_GRACE_SECONDS)
+        if metrics is not None:
+            await metrics.close()
         await _close_plugins(plugins)
     log.info("laminad stopped")
 

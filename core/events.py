@@ -90,6 +90,7 @@ class Exchange:
 
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[Envelope | None]] = set()
+        self.published = 0  # envelopes broadcast since start (the metrics endpoint reads it)
 
     def close(self) -> None:
         """End every subscription, so that shutdown does not wait on them."""
@@ -120,6 +121,7 @@ class Exchange:
 
     def _broadcast(self, envelope: Envelope) -> None:
         log.debug("event published", topic=envelope.topic, namespace=envelope.namespace)
+        self.published += 1
         for queue in self._subscribers:
             if queue.qsize() < _SUBSCRIBER_BACKLOG:
                 queue.put_nowait(envelope)

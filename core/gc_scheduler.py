@@ -70,7 +70,12 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._collections = 0
+        self.removed: dict[str, int] = {}  # objects removed since start, by kind (the metrics endpoint reads it)
         self._gc_time = 0.0
+
+    @property
+    def collections(self) -> int:
+        return self._collections
 
     def start(self) -> None:
         if self._startup > 0:
@@ -163,6 +168,8 @@ class Scheduler:
             return
         self._collections += 1
         self._gc_time += stats.total_seconds
+        for kind, n in stats.removed.items():
+            self.removed[kind] = self.removed.get(kind, 0) + n
         interval = 1.0
         if self._pause > 0:
             avg = self._gc_time / self._collections

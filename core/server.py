@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
+import time
 from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
@@ -30,11 +32,13 @@ from google.protobuf.message import DecodeError, Message
 from lamina.core import namespaces
 from lamina.core.config import GrpcConfig
 from lamina.core.errors import (
+    CODE_CANCELLED,
     CODE_DEADLINE_EXCEEDED,
     CODE_INTERNAL,
     CODE_OK,
     CODE_RESOURCE_EXHAUSTED,
     CODE_UNIMPLEMENTED,
+    InvalidArgument,
     code_name,
     expected,
     status_code,
@@ -44,6 +48,7 @@ from lamina.core.h2_frames import DATA, END_HEADERS, END_STREAM, HEADERS, Stream
 from lamina.core.h2_protocol import Connection
 from lamina.core.h2_stream import Stream
 from lamina.core.log import get_logger
+from lamina.core.sockets import split_host_port
 
 log = get_logger()
 
@@ -125,6 +130,20 @@ def _bind(context: CallContext) -> None:
     log.debug("request")
 
 
+# Called once per finished call: (":path", grpc type, status code, seconds);
+# the metrics endpoint (core/metrics.py) sets it, and it stays None without one.
+CallObserver = Callable[[str, str, int, float], None]
+
+
+def _grpc_type(method: Method) -> str:
+    """go-grpc-prometheus's ``grpc_type`` label, as containerd's metrics carry it."""
+    if not (method.client_streaming or method.server_streaming):
+        return "unary"
+    if method.client_streaming and method.server_streaming:
+        return "bidi_stream"
+    return "client_stream" if method.client_streaming else "server_stream"
+
+
 def _timeout(value: str) -> float:
     try:
         return int(value[:-1]) * _TIMEOUT_UNITS[value[-1]]
@@ -135,13 +154,15 @@ def _timeout(value: str) -> float:
 class Server:
     """The services, the listening socket, and the calls in flight."""
 
-    def __init__(self, config: GrpcConfig) -> None:
+    def __init__(self, config: GrpcConfig, tcp_tls: ssl.SSLContext | None = None) -> None:
         self._config = config
+        self._tcp_tls = tcp_tls  # for tcp_address (core/tls.py decides; None there means in the clear)
         self._methods: dict[str, Method] = {}
         self._services: set[str] = set()
         self._connections: set[Connection] = set()
-        self._listener: asyncio.AbstractServer | None = None
+        self._listeners: list[asyncio.AbstractServer] = []
         self._socket: tuple[int, int] | None = None  # (st_dev, st_ino) of the socket file we bound
+        self.observer: CallObserver | None = None
 
     def add_service(self, service: ServiceDescriptor, servicer: object, *, waits: Collection[str] = ()) -> None:
         """Serve ``servicer``'s methods; ``waits`` names those that only wait for something
@@ -158,14 +179,24 @@ class Server:
             )
 
     async def start(self) -> None:
-        """Listen on the configured address, which the caller has claimed (``core/sockets.py``)."""
+        """Listen on the configured address, which the caller has claimed (``core/sockets.py``),
+        and on ``tcp_address`` when one is set: the same services and calls on both."""
         path = self._config.address
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_unix_server(self._connection, path)
+        self._listeners.append(await loop.create_unix_server(self._connection, path))
         st = os.lstat(path)
         self._socket = (st.st_dev, st.st_ino)
         os.chmod(path, 0o660)
         os.chown(path, self._config.uid, self._config.gid)
+        if self._config.tcp_address:
+            host, port = split_host_port(self._config.tcp_address, "grpc tcp_address")
+            try:
+                self._listeners.append(await loop.create_server(
+                    self._connection, host, port, ssl=self._tcp_tls,
+                    ssl_handshake_timeout=self._config.stall_timeout if self._tcp_tls else None))
+            except OSError as exc:
+                raise InvalidArgument(f"grpc tcp_address {self._config.tcp_address!r}: {exc.strerror}") from None
+            log.info("serving gRPC on TCP", tcp_address=self._config.tcp_address, tls=self._tcp_tls is not None)
 
     def _connection(self) -> Connection:
         conn = Connection(self._dispatch, self._connections.discard, self._config.stall_timeout)
@@ -181,8 +212,8 @@ class Server:
         are cut off at once, so an idle daemon stops at once.  The socket file
         is removed only if it is still the one ``start`` bound.
         """
-        if self._listener is not None:
-            self._listener.close()
+        for listener in self._listeners:
+            listener.close()
         for conn in self._connections:
             conn.go_away()
         working: list[asyncio.Task[None]] = []
@@ -225,6 +256,8 @@ class Server:
         context = CallContext(path, stream.headers)
         timer: asyncio.TimerHandle | None = None
         sent_headers = False
+        started = time.perf_counter()
+        code = CODE_OK
         try:
             method = self._method(path)
             timeout = stream.headers.get("grpc-timeout")
@@ -252,20 +285,26 @@ class Server:
                     await stream.send_data(data)
                     stream.send_headers(_TRAILERS_OK, end=True)
         except StreamReset:
-            pass
+            code = CODE_CANCELLED
         except asyncio.CancelledError:
             if not context.expired:
+                code = CODE_CANCELLED
                 raise  # the client reset the stream, or the server is stopping and closes the connection
-            self._fail(stream, sent_headers, CODE_DEADLINE_EXCEEDED, "context deadline exceeded")
+            code = CODE_DEADLINE_EXCEEDED
+            self._fail(stream, sent_headers, code, "context deadline exceeded")
         except CallError as exc:
-            self._fail(stream, sent_headers, exc.code, str(exc))
+            code = exc.code
+            self._fail(stream, sent_headers, code, str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure becomes a status, in one place
-            self._fail(stream, sent_headers, status_code(exc), status_message(exc),
-                       None if expected(exc) else exc)
+            code = status_code(exc)
+            self._fail(stream, sent_headers, code, status_message(exc), None if expected(exc) else exc)
         finally:
             if timer is not None:
                 timer.cancel()
             stream.conn.finished(stream)
+            # Only methods the server has: a path a client made up never becomes a label value.
+            if self.observer is not None and path in self._methods:
+                self.observer(path, _grpc_type(self._methods[path]), code, time.perf_counter() - started)
 
     def _method(self, path: str) -> Method:
         method = self._methods.get(path)

@@ -1,4 +1,4 @@
-"""Claiming a unix socket path for a daemon listener.
+"""Claiming a unix socket path for a daemon listener, and reading a TCP listener's address.
 
 A socket file that nobody answers on (its daemon was killed) is removed; one
 that a live daemon still serves is refused and left alone, so a second
@@ -38,3 +38,11 @@ def claim_unix_socket(path: str, what: str = "address") -> None:
         except OSError:
             pass  # the listener is there but busy
     raise Conflict(f"{what} {path!r} is in use by another daemon")
+
+
+def split_host_port(address: str, setting: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:port`` for IPv6) as containerd's listeners take it."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgument(f"{setting} {address!r} must be host:port")
+    return host.strip("[]") or "0.0.0.0", int(port)  # noqa: S104 - an empty host means every address, as in Go

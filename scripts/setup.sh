@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 DEBS=(containerd runc crun busybox-static docker-registry skopeo apache2-utils
       golang-github-containerd-containerd-dev tmux util-linux python3-venv python3-pip docker.io
-      catatonit containernetworking-plugins iproute2)
+      catatonit containernetworking-plugins iproute2 prometheus)
 missing=()
 for pkg in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -20,7 +20,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Debian starts these services on install; lamina's tests run their own
 # (dockerd only as a client of laminad, in tests/compat).
-systemctl disable --now docker.socket docker containerd docker-registry >/dev/null 2>&1 || true
+systemctl disable --now docker.socket docker containerd docker-registry prometheus >/dev/null 2>&1 || true
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test,dev]'

@@ -42,14 +42,19 @@ Shell completion: eval "$(lamina completion bash)"
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EPILOG)
 @click.option("-a", "--address", envvar="LAMINA_ADDRESS", metavar="PATH",
-              help="laminad's socket  [env LAMINA_ADDRESS; default /run/lamina/lamina.sock]")
+              help="laminad's socket, or tcp://HOST:PORT  [env LAMINA_ADDRESS; default /run/lamina/lamina.sock]")
 @click.option("-n", "--namespace", envvar="LAMINA_NAMESPACE", metavar="NAME",
               help="Namespace to work in  [env LAMINA_NAMESPACE; default 'default']")
+@click.option("--tlscacert", metavar="FILE", default="", help="CA that signed a tcp:// daemon's certificate (PEM).")
+@click.option("--tlscert", metavar="FILE", default="", help="Client certificate for a tcp:// daemon (PEM).")
+@click.option("--tlskey", metavar="FILE", default="", help="Key of the client certificate (PEM).")
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
-def cli(address: str | None, namespace: str | None, debug: bool) -> None:
+def cli(address: str | None, namespace: str | None, tlscacert: str, tlscert: str, tlskey: str,
+        debug: bool) -> None:
     """Drive laminad (or containerd) over containerd's gRPC API."""
     settings.address = address or None
     settings.namespace = namespace or None
+    settings.tlscacert, settings.tlscert, settings.tlskey = tlscacert, tlscert, tlskey
     settings.debug = debug
 
 

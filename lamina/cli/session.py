@@ -20,11 +20,14 @@ T = TypeVar("T")
 
 @dataclass
 class Settings:
-    """Set by the root group from ``--address``, ``--namespace`` and ``--debug``."""
+    """Set by the root group from ``--address``, ``--namespace``, ``--debug`` and the TLS files."""
 
     address: str | None = None  # None: the client's default (env, then /run/lamina/lamina.sock)
     namespace: str | None = None
     debug: bool = False
+    tlscacert: str = ""
+    tlscert: str = ""
+    tlskey: str = ""
 
 
 #: The one Settings of this process, also read by ``main`` when reporting an error.
@@ -35,10 +38,14 @@ def run(work: Callable[[Client], Awaitable[T]]) -> T:
     """Open a client with the global settings, run ``work`` on it, and close it."""
     import asyncio
 
-    from lamina.client import Client
+    from lamina.client import Client, TLSFiles
+
+    tls = None
+    if settings.tlscacert or settings.tlscert or settings.tlskey:
+        tls = TLSFiles(ca=settings.tlscacert, cert=settings.tlscert, key=settings.tlskey)
 
     async def session() -> T:
-        async with Client(settings.address, settings.namespace) as client:
+        async with Client(settings.address, settings.namespace, tls=tls) as client:
             return await work(client)
 
     return asyncio.run(session())

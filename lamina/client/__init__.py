@@ -13,6 +13,7 @@ classes (``NotFound``, ``AlreadyExists``, ``InvalidArgument`` …) carrying the
 daemon's message.  See ``docs/client.md``.
 """
 
+from lamina.client._transport import TLSFiles
 from lamina.client.client import DEFAULT_ADDRESS, DEFAULT_NAMESPACE, Client
 from lamina.client.content import ContentInfo, ContentStatus
 from lamina.client.descriptors import Descriptor
@@ -26,5 +27,5 @@ from lamina.client.version import Version
 
 __all__ = [
     "DEFAULT_ADDRESS", "DEFAULT_NAMESPACE", "Client", "ContentInfo", "ContentStatus", "Descriptor", "Event",
-    "Image", "Lease", "Namespace", "PluginInfo", "SyncClient", "Version",
+    "Image", "Lease", "Namespace", "PluginInfo", "SyncClient", "TLSFiles", "Version",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Generator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -43,17 +44,41 @@ def map_error(err: grpc.aio.AioRpcError) -> BaseException:
     return errors.from_status(code.value[0], details)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TLSFiles:
+    """PEM files for a daemon's TCP address (``[grpc] tcp_address``): the CA that signed
+    its certificate, and this client's certificate and key (laminad asks for them)."""
+
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: str) -> bytes | None:
+            if not path:
+                return None
+            with open(path, "rb") as f:
+                return f.read()
+
+        return grpc.ssl_channel_credentials(root_certificates=read(self.ca), private_key=read(self.key),
+                                            certificate_chain=read(self.cert))
+
+
 def target(address: str) -> str:
-    """A gRPC target for a socket path; an explicit ``unix:`` target is kept."""
+    """A gRPC target: ``tcp://host:port`` as ``host:port``, a socket path as ``unix:``;
+    an explicit ``unix:`` target is kept."""
+    if address.startswith("tcp://"):
+        return address.removeprefix("tcp://")
     return address if address.startswith(("unix:", "unix-abstract:")) else f"unix:{address}"
 
 
 class Connection:
     """A channel to one daemon, opened on first use inside the running event loop."""
 
-    def __init__(self, address: str, namespace: str) -> None:
+    def __init__(self, address: str, namespace: str, tls: TLSFiles | None = None) -> None:
         self.address = address
         self.namespace = namespace
+        self._tls = tls
         self._channel: grpc.aio.Channel | None = None
         self._stubs: dict[type, Stub] = {}
 
@@ -67,13 +92,15 @@ class Connection:
         """The proxied stub of ``stub_class`` (a generated ``*Stub``) on this channel."""
         if stub_class not in self._stubs:
             if self._channel is None:
-                self._channel = grpc.aio.insecure_channel(
-                    target(self.address),
-                    options=[
-                        ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
-                        ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
-                    ],
-                )
+                options = [
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_SIZE),
+                    ("grpc.max_send_message_length", MAX_MESSAGE_SIZE),
+                ]
+                if self._tls is None:
+                    self._channel = grpc.aio.insecure_channel(target(self.address), options=options)
+                else:
+                    self._channel = grpc.aio.secure_channel(target(self.address), self._tls.credentials(),
+                                                            options=options)
             self._stubs[stub_class] = Stub(stub_class(self._channel), self)
         return self._stubs[stub_class]
 

@@ -1,7 +1,9 @@
 """``Client``: one connection to laminad (or containerd), with one attribute per noun.
 
 Address and namespace default to ``LAMINA_ADDRESS`` (else
-``/run/lamina/lamina.sock``) and ``LAMINA_NAMESPACE`` (else ``default``).
+``/run/lamina/lamina.sock``) and ``LAMINA_NAMESPACE`` (else ``default``); an
+address ``tcp://host:port`` is a daemon's ``[grpc] tcp_address``, reached with
+``tls`` (its CA, and this client's certificate and key).
 The channel opens on first use inside the running event loop and closes with
 ``async with`` or :meth:`Client.close`.
 """
@@ -15,7 +17,7 @@ from datetime import timedelta
 from types import TracebackType
 
 from lamina.client import events, introspection, version
-from lamina.client._transport import Connection
+from lamina.client._transport import Connection, TLSFiles
 from lamina.client.containers import Containers
 from lamina.client.content import Content
 from lamina.client.cri import Cri
@@ -34,10 +36,12 @@ DEFAULT_NAMESPACE = "default"
 
 
 class Client:
-    def __init__(self, address: str | None = None, namespace: str | None = None) -> None:
+    def __init__(self, address: str | None = None, namespace: str | None = None, *,
+                 tls: TLSFiles | None = None) -> None:
         self._connection = Connection(
             address or os.environ.get("LAMINA_ADDRESS") or DEFAULT_ADDRESS,
             namespace or os.environ.get("LAMINA_NAMESPACE") or DEFAULT_NAMESPACE,
+            tls,
         )
         self.namespaces = Namespaces(self._connection)
         self.content = Content(self._connection)

@@ -116,6 +116,10 @@ class TaskManager:
     def list(self, namespace: str) -> list[ShimTask]:
         return [t for (ns, _), t in sorted(self._tasks.items()) if ns == namespace]
 
+    def all(self) -> list[ShimTask]:
+        """Every namespace's tasks: one shim each."""
+        return list(self._tasks.values())
+
     def _binary(self, path: str, bundle: Bundle) -> ShimBinary:
         zygote = self.zygote if self.zygote is not None and is_lamina_shim(path) else None
         return ShimBinary(path=path, bundle=bundle, address=self._address, ttrpc_address=self._ttrpc_address,
