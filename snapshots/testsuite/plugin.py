@@ -7,6 +7,13 @@ paths are given too) with the snapshotter NAME resolves to:
 - ``package.module:factory``: any callable taking a root directory and
   returning a ``Snapshotter``, for out-of-tree authors.
 
+``pytest --pyargs lamina.snapshots.testsuite --snapshotter-address=SOCK``
+runs it against a snapshotter served on a unix socket as a containerd proxy
+plugin (``containerd.services.snapshots.v1``), in any language: each test
+starts by removing every snapshot the socket serves, so point it at a
+scratch instance.  Tests that read the snapshotter's directory are skipped:
+its disk is the server's.
+
 A test module may instead import the suite's tests and override the
 ``snapshotter_name`` fixture (that is how lamina runs it for both built-ins).
 The suite needs root and real mounts; it skips without them.
@@ -26,12 +33,13 @@ from types import ModuleType
 import pytest
 
 from lamina.core.registry import SkipPlugin
-from lamina.snapshots.base import Snapshotter
+from lamina.snapshots.base import Info, Snapshotter
 from lamina.snapshots.testsuite.mounting import Mounter, mounts_under
 
 Factory = Callable[[str], Snapshotter]
 SUITE = Path(__file__).with_name("suite.py")
-SUITE_MODULE = "lamina.snapshots.testsuite.suite"
+PACKAGE = "lamina.snapshots.testsuite"
+SUITE_MODULE = f"{PACKAGE}.suite"
 
 
 def _overlay(root: str) -> Snapshotter:
@@ -63,7 +71,32 @@ def resolve(name: str) -> Factory:
     return factory  # type: ignore[no-any-return]
 
 
+def _proxy(address: str) -> Factory:
+    """The snapshotter at ``address``, emptied: the suite expects a fresh one per test."""
+    def factory(root: str) -> Snapshotter:
+        from lamina.snapshots.proxy_client import ProxySnapshotter
+
+        sn = ProxySnapshotter("testsuite", address)
+        while True:  # leaves first, a round per level
+            infos: list[Info] = []
+            sn.walk(infos.append)
+            if not infos:
+                return sn
+            parents = {info.parent for info in infos}
+            for info in infos:
+                if info.key not in parents:
+                    sn.remove(info.key)
+
+    return factory
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("lamina").addoption(
+        "--snapshotter-address",
+        default=None,
+        metavar="SOCK",
+        help="run the snapshotter conformance suite against the proxy snapshotter served on unix socket SOCK",
+    )
     parser.getgroup("lamina").addoption(
         "--lamina-snapshotter",
         default=None,
@@ -75,12 +108,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("lamina_snapshotter")
-    if not name:
+    address = config.getoption("snapshotter_address")
+    if name and address:
+        raise pytest.UsageError("give --lamina-snapshotter or --snapshotter-address, not both")
+    if not name and not address:
         return
-    resolve(name)  # fail early on a bad name
+    if name:
+        resolve(name)  # fail early on a bad name
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE)]
-    elif str(SUITE) not in config.args:
+        return
+    # The package itself (``--pyargs lamina.snapshots.testsuite``) would subsume
+    # the suite's path, and collect nothing from it: suite.py is no test_*.py.
+    config.args[:] = [a for a in config.args if a != PACKAGE and Path(a).resolve() != SUITE.parent]
+    if str(SUITE) not in config.args:
         config.args.append(str(SUITE))
 
 
@@ -102,14 +143,15 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
 @pytest.fixture
 def snapshotter_name(request: pytest.FixtureRequest) -> str:
     name = request.config.getoption("lamina_snapshotter")
-    if not name:
-        pytest.skip("no --lamina-snapshotter given")
-    return str(name)
+    if not name and not request.config.getoption("snapshotter_address"):
+        pytest.skip("no --lamina-snapshotter or --snapshotter-address given")
+    return str(name or "")
 
 
 @pytest.fixture
-def snapshotter_factory(snapshotter_name: str) -> Factory:
-    return resolve(snapshotter_name)
+def snapshotter_factory(request: pytest.FixtureRequest, snapshotter_name: str) -> Factory:
+    address = request.config.getoption("snapshotter_address")
+    return _proxy(address) if address and not snapshotter_name else resolve(snapshotter_name)
 
 
 @pytest.fixture
@@ -152,6 +194,14 @@ def snapshot_work(snapshot_tmp: str) -> str:
 @pytest.fixture
 def snapshot_root(snapshot_tmp: str) -> str:
     return os.path.join(snapshot_tmp, "r")
+
+
+@pytest.fixture
+def snapshot_disk(snapshotter_name: str, snapshot_root: str) -> str:
+    """The snapshotter's own directory, for tests that look at its disk (not a proxy's)."""
+    if not snapshotter_name:
+        pytest.skip("a proxy snapshotter's disk is its server's")
+    return snapshot_root
 
 
 @pytest.fixture

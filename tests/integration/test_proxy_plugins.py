@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from lamina.snapshots.base import Info, Kind
+from lamina.snapshots.proxy_client import ProxySnapshotter
 from tests.conftest import CTR, Daemon, Runner, collect_garbage
 from tests.integration.test_shim_containerd import CONFIG, CONTAINERD, NS, Containerd, launch, stop_containerd
 from tests.waiting import eventually
@@ -115,11 +117,18 @@ def test_laminad_uses_a_proxy_snapshotter(fresh_daemon: Callable[..., Daemon],
     ctr("images", "import", "--snapshotter", "nat", busybox_archive)
     out = ctr("run", "--rm", "--snapshotter", "nat", IMAGE, f"{ns}-t1", "echo", "hi")
     assert out.stdout == "hi\n"
-    # The remote holds only backend keys; the names stay in laminad's metadata.
     layers = ctr("snapshots", "--snapshotter", "nat", "ls").stdout.splitlines()[1:]
     assert len(layers) == 1 and layers[0].split()[0].startswith("sha256:")
+    # The remote sees backend keys only; names, namespaces and labels stay in laminad's metadata.
+    remote = ProxySnapshotter("nat", nat.address)
+    try:
+        infos: list[Info] = []
+        remote.walk(infos.append, lambda info: info.kind is Kind.COMMITTED)
+    finally:
+        remote.close()
+    assert [info.key.split("/")[0] for info in infos] == [ns]
+    assert infos[0].key.endswith("/" + layers[0].split()[0])
     backend_dirs = f"{daemon.base}/native/snapshots"
-    assert len(os.listdir(backend_dirs)) == 1
 
     nat.stop()
     eventually(lambda: _status(ctr, "nat") == "error", what="the proxy to show error")
@@ -161,3 +170,20 @@ def test_containerd_uses_lamina_overlayfs_as_proxy(serve: Callable[[str, str], S
         stop_containerd(c)
         overlay.stop()
         shutil.rmtree(served_base, ignore_errors=True)
+
+
+def test_conformance_suite_runs_against_a_proxy_socket(serve: Callable[[str, str], Served]) -> None:
+    """As an author of a snapshotter in any language would run it, from outside this repository."""
+    base = tempfile.mkdtemp(prefix="lps-", dir="/tmp")
+    try:
+        native = serve("native", base)
+        native.start()
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             "--pyargs", "lamina.snapshots.testsuite", "--snapshotter-address", native.address],
+            capture_output=True, text=True, cwd=base, timeout=600)
+        assert result.returncode == 0, result.stdout[-6000:] + result.stderr
+        assert "31 passed, 1 skipped" in result.stdout  # the skipped one reads the server's disk
+        native.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
