@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from lamina.core import log as logmod
 from lamina.core.config import GrpcConfig
+from lamina.core.daemon import SHUTDOWN_GRACE_SECONDS
 from lamina.core.errors import InvalidArgument, LaminaError
 from lamina.core.events import Exchange
 from lamina.core.registry import DaemonContext, InitContext, PluginMeta, PluginSet, Registration, SkipPlugin
@@ -35,7 +36,6 @@ from lamina.snapshots.base import Snapshotter
 from lamina.snapshots.proxy_service import BackendSnapshotsService
 
 log = logmod.get_logger()
-SHUTDOWN_GRACE_SECONDS = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -80,8 +80,9 @@ async def serve(snapshotter: str, root: str, address: str) -> None:
     for path in (root, address):
         if not os.path.isabs(path):
             raise InvalidArgument(f"path {path!r} must be absolute")
+    registration = _registration(snapshotter)
     claim_unix_socket(address)
-    backend = await _backend(_registration(snapshotter), root, address)
+    backend = await _backend(registration, root, address)
     server = Server(GrpcConfig(address=address, uid=os.getuid(), gid=os.getgid()))
     try:
         BackendSnapshotsService(backend).register(server)
