@@ -135,14 +135,16 @@ def test_laminad_uses_a_proxy_snapshotter(fresh_daemon: Callable[..., Daemon],
     failed = ctr("snapshots", "--snapshotter", "nat", "prepare", "k", check=False)
     assert failed.returncode == 1 and f"proxy snapshotter 'nat' at '{nat.address}'" in failed.stderr
     assert "unavailable" in failed.stderr
+    # A collection while the proxy is away drops the records and leaves its sweep for later.
+    ctr("images", "rm", "--sync", IMAGE)
+    assert ctr("snapshots", "--snapshotter", "nat", "ls").stdout.splitlines()[1:] == []
+    assert "snapshotter unavailable, collected later" in daemon.log()
+    assert len(os.listdir(backend_dirs)) >= 1
     nat.start()
     eventually(lambda: _status(ctr, "nat") == "ok", what="the proxy to show ok again")
     eventually(lambda: ctr("snapshots", "--snapshotter", "nat", "prepare", "k", check=False).returncode == 0,
                what="calls to reach the proxy again")
     ctr("snapshots", "--snapshotter", "nat", "rm", "k")
-
-    # Removing the image lets the collector sweep the remote, as for a built-in.
-    ctr("images", "rm", "--sync", IMAGE)
     collect_garbage(ctr)
     eventually(lambda: os.listdir(backend_dirs) == [], what="the collector to remove the remote snapshots")
 
