@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import os
 import signal
 import sys
@@ -26,14 +25,11 @@ from lamina.core import log as logmod
 from lamina.core.config import GrpcConfig
 from lamina.core.daemon import SHUTDOWN_GRACE_SECONDS
 from lamina.core.errors import InvalidArgument, LaminaError
-from lamina.core.events import Exchange
-from lamina.core.registry import DaemonContext, InitContext, PluginMeta, PluginSet, Registration, SkipPlugin
+from lamina.core.registry import SkipPlugin
 from lamina.core.server import Server
 from lamina.core.sockets import claim_unix_socket
-from lamina.plugins.manager import load_registry
-from lamina.plugins.snapshotters import SNAPSHOTTER_PLUGIN
-from lamina.snapshots.base import Snapshotter
 from lamina.snapshots.proxy_service import BackendSnapshotsService
+from lamina.snapshots.registered import registration, start
 
 log = logmod.get_logger()
 
@@ -52,37 +48,20 @@ def _parser() -> argparse.ArgumentParser:
                        help="a registered io.containerd.snapshotter.v1 id: overlayfs, native, or a plugin's")
     serve.add_argument("--root", required=True, help="the snapshotter's directory")
     serve.add_argument("--address", required=True, help="the unix socket to serve on")
+    serve.add_argument("--config", "-c",
+                       help='a laminad config file whose [plugins."io.containerd.snapshotter.v1.ID"] configures it')
     serve.add_argument("--log-level", "-l", choices=logmod.LEVELS, default="info")
     serve.add_argument("--log-format", choices=logmod.FORMATS, default="")
     return parser
 
 
-def _registration(snapshotter: str) -> Registration:
-    found = {r.id: r for r in load_registry().registrations() if r.type == SNAPSHOTTER_PLUGIN}
-    if snapshotter not in found:
-        raise InvalidArgument(f"snapshotter {snapshotter!r} is not registered (have: {', '.join(sorted(found))})")
-    return found[snapshotter]
-
-
-async def _backend(reg: Registration, root: str, address: str) -> Snapshotter:
-    """Run the plugin's init as laminad would, with ``root`` as its directory and default config."""
-    os.makedirs(root, mode=0o700, exist_ok=True)
-    daemon = DaemonContext(root=root, state=root, address=address, ttrpc_address="", exchange=Exchange())
-    ic = InitContext(registration=reg, root_dir=root, state_dir=root,
-                     config=reg.config() if reg.config is not None else None,
-                     meta=PluginMeta(), plugins=PluginSet(), daemon=daemon)
-    result = reg.init(ic)
-    backend: Snapshotter = await result if inspect.isawaitable(result) else result
-    return backend
-
-
-async def serve(snapshotter: str, root: str, address: str) -> None:
+async def serve(snapshotter: str, root: str, address: str, config_path: str | None = None) -> None:
     for path in (root, address):
         if not os.path.isabs(path):
             raise InvalidArgument(f"path {path!r} must be absolute")
-    registration = _registration(snapshotter)
+    reg = registration(snapshotter)
     claim_unix_socket(address)
-    backend = await _backend(registration, root, address)
+    backend = await start(reg, root, config_path)
     server = Server(GrpcConfig(address=address, uid=os.getuid(), gid=os.getgid()))
     try:
         BackendSnapshotsService(backend).register(server)
@@ -103,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logmod.configure(args.log_level, args.log_format)
     try:
-        asyncio.run(serve(args.snapshotter, args.root, args.address))
+        asyncio.run(serve(args.snapshotter, args.root, args.address, args.config))
     except (LaminaError, SkipPlugin) as exc:
         print(f"lamina-snapshotter: {exc}", file=sys.stderr)
         return 1

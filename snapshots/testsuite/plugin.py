@@ -4,6 +4,8 @@
 paths are given too) with the snapshotter NAME resolves to:
 
 - ``overlayfs`` or ``native``: the built-in snapshotters;
+- the id of any other registered snapshotter plugin (the ``lamina`` entry
+  points), started by its own init as laminad starts it;
 - ``package.module:factory``: any callable taking a root directory and
   returning a ``Snapshotter``, for out-of-tree authors.
 
@@ -21,6 +23,7 @@ The suite needs root and real mounts; it skips without them.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import shutil
@@ -32,6 +35,7 @@ from types import ModuleType
 
 import pytest
 
+from lamina.core.errors import InvalidArgument
 from lamina.core.registry import SkipPlugin
 from lamina.snapshots.base import Info, Snapshotter
 from lamina.snapshots.testsuite.mounting import Mounter, mounts_under
@@ -58,13 +62,25 @@ def _native(root: str) -> Snapshotter:
 BUILTINS: dict[str, Factory] = {"overlayfs": _overlay, "native": _native}
 
 
+def _registered(name: str) -> Factory:
+    from lamina.snapshots.registered import registration, start
+
+    try:
+        reg = registration(name)
+    except InvalidArgument as exc:
+        raise pytest.UsageError(f"--lamina-snapshotter={name!r}: {exc}; or give 'module:factory'") from None
+    return lambda root: asyncio.run(start(reg, root))
+
+
 def resolve(name: str) -> Factory:
-    """A built-in name or ``module:callable``."""
+    """A built-in name, the id of a registered snapshotter plugin, or ``module:callable``."""
     if name in BUILTINS:
         return BUILTINS[name]
     module, sep, attr = name.partition(":")
-    if not sep or not module or not attr:
-        raise pytest.UsageError(f"--lamina-snapshotter={name!r}: use one of {sorted(BUILTINS)} or 'module:factory'")
+    if not sep:
+        return _registered(name)
+    if not module or not attr:
+        raise pytest.UsageError(f"--lamina-snapshotter={name!r}: use a snapshotter id or 'module:factory'")
     factory = getattr(importlib.import_module(module), attr)
     if not callable(factory):
         raise pytest.UsageError(f"--lamina-snapshotter={name!r} is not callable")
@@ -102,7 +118,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="NAME",
         help="run the snapshotter conformance suite against NAME "
-        f"({', '.join(BUILTINS)}, or module:factory taking a root path)",
+        f"({', '.join(BUILTINS)}, a registered snapshotter id, or module:factory taking a root path)",
     )
 
 

@@ -16,12 +16,14 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from lamina.snapshots.base import Info, Kind
 from lamina.snapshots.proxy_client import ProxySnapshotter
 from tests.conftest import CTR, Daemon, Runner, collect_garbage
+from tests.integration.test_plugin_example import install_example
 from tests.integration.test_shim_containerd import CONFIG, CONTAINERD, NS, Containerd, launch, stop_containerd
 from tests.waiting import eventually
 
@@ -187,5 +189,44 @@ def test_conformance_suite_runs_against_a_proxy_socket(serve: Callable[[str, str
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr
         assert "31 passed, 1 skipped" in result.stdout  # the skipped one reads the server's disk
         native.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_third_party_snapshotter_is_served_and_checked_by_id(tmp_path: Path) -> None:
+    """docs/examples/lamina_scratch.py, installed as an entry point: served with its config
+    (it skips without a ``root_path``), and the suite run on it by id."""
+    install_example(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    base = tempfile.mkdtemp(prefix="lp3-", dir="/tmp")
+    try:
+        config = f'version = 2\n[plugins."io.containerd.snapshotter.v1.scratch"]\n  root_path = "{base}/scratch"\n'
+        (tmp_path / "config.toml").write_text(config)
+        address = f"{base}/scratch.sock"
+        served = subprocess.Popen([SERVE, "serve", "--snapshotter", "scratch", "--root", f"{base}/unused",
+                                   "--address", address, "--config", str(tmp_path / "config.toml")],
+                                  env=env, stderr=subprocess.PIPE, text=True)
+        try:
+            eventually(lambda: os.path.exists(address) or served.poll() is not None, 15,
+                       what="lamina-snapshotter to listen")
+            remote = ProxySnapshotter("scratch", address)
+            try:
+                (mount,) = remote.prepare("work")
+            finally:
+                remote.close()
+            assert mount.source.startswith(f"{base}/scratch/")
+        finally:
+            served.send_signal(signal.SIGTERM)
+            assert served.wait(10) == 0, served.stderr.read() if served.stderr else ""
+        unconfigured = subprocess.run([SERVE, "serve", "--snapshotter", "scratch", "--root", f"{base}/r",
+                                       "--address", address], env=env, capture_output=True, text=True, timeout=60)
+        assert unconfigured.returncode == 1
+        assert "lamina-snapshotter: no root_path configured: skip plugin" in unconfigured.stderr
+        # The suite finds it by id and starts it by its own init, which skips unconfigured.
+        by_id = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+                                "--lamina-snapshotter", "scratch", "-k", "test_basic"],
+                               env=env, capture_output=True, text=True, cwd=base, timeout=600)
+        assert by_id.returncode == 0, by_id.stdout[-3000:] + by_id.stderr
+        assert "1 skipped" in by_id.stdout and "no root_path configured: skip plugin" in by_id.stdout
     finally:
         shutil.rmtree(base, ignore_errors=True)
