@@ -71,6 +71,15 @@ class CgroupConfig:
     path: str = ""  # the cgroup laminad moves itself into at start; empty: stay put
 
 
+@dataclass(kw_only=True)
+class ProxyPluginConfig:
+    """One ``[proxy_plugins.NAME]`` table, as containerd's (``plugins/proxy.py`` registers it)."""
+
+    type: str = ""  # "snapshot" or "content" (or the plugin type they stand for)
+    address: str = ""  # the unix socket the plugin serves on
+    platform: str = ""  # as containerd 1.7: the platform it supports; empty: the host's
+
+
 # Keys containerd 1.6 reads in sections laminad has too, but which laminad
 # does not implement (services/server/config/config.go).
 CONTAINERD_ONLY_KEYS = frozenset({
@@ -99,6 +108,7 @@ class DaemonConfig:
     cgroup: CgroupConfig = field(default_factory=CgroupConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     plugins: dict[str, Any] = field(default_factory=dict)
+    proxy_plugins: dict[str, ProxyPluginConfig] = field(default_factory=dict)
     # Filled by ``load`` from the file, never from a key of its own.
     ignored: list[Ignored] = field(default_factory=list, init=False)
 

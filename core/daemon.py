@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = _effective_config(args)
         logmod.configure(config.debug.level, config.debug.format)
-        registry = load_registry()
+        registry = load_registry(proxies=config.proxy_plugins)
         ignored = configmod.ignored_parts(config, registry.registrations())
         if args.command == "config":
             if args.action == "default":

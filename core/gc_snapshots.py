@@ -7,7 +7,9 @@ unless reached flat (through a ``containerd.io/gc.flat`` lease), whatever its
 metadata half drops records; the clean-up half then asks each snapshotter
 that lost records (or had one removed by a client) to remove the backend
 snapshots no namespace names any more, as containerd's per-snapshotter
-``garbageCollect`` does after the metadata transaction.
+``garbageCollect`` does after the metadata transaction.  A snapshotter
+that cannot be reached (a proxy whose socket is gone) is skipped and left
+dirty, so the next collection tries it again; the others are swept.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from lamina.core.errors import Unavailable
 from lamina.core.gc import SNAPSHOT, Node, is_root, label_refs
+from lamina.core.log import get_logger
 from lamina.core.metadata.db import Txn
 from lamina.core.metadata.snapshot_records import record_key, records_prefix, remove_record_txn
 from lamina.core.metadata.snapshots import SnapshotStore
+
+log = get_logger()
 
 
 def _labels(doc: Any) -> Mapping[str, str]:
@@ -60,5 +66,9 @@ class SnapshotKind:
         count = 0
         for name, store in self._stores.items():
             if store.dirty or name in lost:
-                count += await store.collect_garbage()
+                try:
+                    count += await store.collect_garbage()
+                except Unavailable as exc:
+                    store.dirty = True
+                    log.warning("snapshotter unavailable, collected later", snapshotter=name, error=str(exc))
         return {"snapshots": count}

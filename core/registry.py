@@ -68,10 +68,24 @@ class Plugin:
     error: BaseException | None = None
 
     @property
+    def failure(self) -> BaseException | None:
+        """The init error; for a plugin that depends on something outside laminad
+        (a proxy plugin's socket), whatever keeps it from working now.
+
+        Such an instance has ``current_error()``; it stays among the ok
+        instances, so that it works again as soon as that comes back.
+        """
+        if self.error is not None:
+            return self.error
+        current = getattr(self.instance, "current_error", None)
+        return current() if current is not None else None
+
+    @property
     def status(self) -> str:
-        if self.error is None:
+        failure = self.failure
+        if failure is None:
             return "ok"
-        return "skip" if isinstance(self.error, SkipPlugin) else "error"
+        return "skip" if isinstance(failure, SkipPlugin) else "error"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -73,7 +73,8 @@ def inherited_labels(labels: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if k == LABEL_SNAPSHOT_REF or k.startswith(INHERITED_PREFIX)}
 
 
-def _adaptor(info: Info) -> filters.Adaptor:
+def info_adaptor(info: Info) -> filters.Adaptor:
+    """A snapshot as the filters see it (containerd's ``adaptSnapshot``)."""
     fields = {"name": info.key, "parent": info.parent}
     if info.kind is not Kind.UNKNOWN:
         fields["kind"] = info.kind.text
@@ -132,7 +133,7 @@ class SnapshotStore:
             if binfo is None:
                 continue  # removed from the backend under a stale record
             info = merged_info(key, doc, binfo)
-            if matcher.match(_adaptor(info)):
+            if matcher.match(info_adaptor(info)):
                 out.append(info)
         return out
 

@@ -58,8 +58,9 @@ def _to_pb(plugin: Plugin) -> pb.Plugin:
         exports=dict(plugin.meta.exports),
         capabilities=list(plugin.meta.capabilities),
     )
-    if plugin.error is not None:
-        message.init_err.CopyFrom(ttrpc_pb2.Status(code=CODE_UNKNOWN, message=str(plugin.error)))
+    failure = plugin.failure
+    if failure is not None:
+        message.init_err.CopyFrom(ttrpc_pb2.Status(code=CODE_UNKNOWN, message=str(failure)))
     return message
 
 

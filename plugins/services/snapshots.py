@@ -23,17 +23,11 @@ from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.services import GRPC_PLUGIN
-from lamina.plugins.services.timestamps import timestamp
 from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE
-from lamina.snapshots.base import Info, Kind
+from lamina.snapshots.base import Info
+from lamina.snapshots.messages import info_to_pb
 
-_LIST_BATCH = 100
-
-
-def _info_pb(info: Info) -> pb.Info:
-    return pb.Info(name=info.key, parent=info.parent, kind=int(info.kind) or int(Kind.COMMITTED),
-                   labels=dict(info.labels), created_at=timestamp(info.created_at),
-                   updated_at=timestamp(info.updated_at))
+LIST_BATCH = 100
 
 
 class SnapshotsService:
@@ -87,19 +81,19 @@ class SnapshotsService:
 
     async def Stat(self, request: pb.StatSnapshotRequest, context: object) -> pb.StatSnapshotResponse:  # noqa: N802
         store = self._store(request.snapshotter)
-        return pb.StatSnapshotResponse(info=_info_pb(await store.stat(namespaces.required(), request.key)))
+        return pb.StatSnapshotResponse(info=info_to_pb(await store.stat(namespaces.required(), request.key)))
 
     async def Update(self, request: pb.UpdateSnapshotRequest, context: object) -> pb.UpdateSnapshotResponse:  # noqa: N802
         store = self._store(request.snapshotter)
         info = Info(key=request.info.name, labels=dict(request.info.labels))
         updated = await store.update(namespaces.required(), info, list(request.update_mask.paths))
-        return pb.UpdateSnapshotResponse(info=_info_pb(updated))
+        return pb.UpdateSnapshotResponse(info=info_to_pb(updated))
 
     async def List(self, request: pb.ListSnapshotsRequest, context: object) -> AsyncIterator[pb.ListSnapshotsResponse]:  # noqa: N802
         store = self._store(request.snapshotter)
         infos = await store.list(namespaces.required(), list(request.filters))
-        for start in range(0, len(infos), _LIST_BATCH):
-            yield pb.ListSnapshotsResponse(info=[_info_pb(i) for i in infos[start:start + _LIST_BATCH]])
+        for start in range(0, len(infos), LIST_BATCH):
+            yield pb.ListSnapshotsResponse(info=[info_to_pb(i) for i in infos[start:start + LIST_BATCH]])
 
     async def Usage(self, request: pb.UsageRequest, context: object) -> pb.UsageResponse:  # noqa: N802
         store = self._store(request.snapshotter)

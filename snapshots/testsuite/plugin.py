@@ -4,8 +4,17 @@
 paths are given too) with the snapshotter NAME resolves to:
 
 - ``overlayfs`` or ``native``: the built-in snapshotters;
+- the id of any other registered snapshotter plugin (the ``lamina`` entry
+  points), started by its own init as laminad starts it;
 - ``package.module:factory``: any callable taking a root directory and
   returning a ``Snapshotter``, for out-of-tree authors.
+
+``pytest --pyargs lamina.snapshots.testsuite --snapshotter-address=SOCK``
+runs it against a snapshotter served on a unix socket as a containerd proxy
+plugin (``containerd.services.snapshots.v1``), in any language: each test
+starts by removing every snapshot the socket serves, so point it at a
+scratch instance.  Tests that read the snapshotter's directory are skipped:
+its disk is the server's.
 
 A test module may instead import the suite's tests and override the
 ``snapshotter_name`` fixture (that is how lamina runs it for both built-ins).
@@ -14,6 +23,7 @@ The suite needs root and real mounts; it skips without them.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import shutil
@@ -25,13 +35,15 @@ from types import ModuleType
 
 import pytest
 
+from lamina.core.errors import InvalidArgument
 from lamina.core.registry import SkipPlugin
-from lamina.snapshots.base import Snapshotter
+from lamina.snapshots.base import Info, Snapshotter
 from lamina.snapshots.testsuite.mounting import Mounter, mounts_under
 
 Factory = Callable[[str], Snapshotter]
 SUITE = Path(__file__).with_name("suite.py")
-SUITE_MODULE = "lamina.snapshots.testsuite.suite"
+PACKAGE = "lamina.snapshots.testsuite"
+SUITE_MODULE = f"{PACKAGE}.suite"
 
 
 def _overlay(root: str) -> Snapshotter:
@@ -50,37 +62,82 @@ def _native(root: str) -> Snapshotter:
 BUILTINS: dict[str, Factory] = {"overlayfs": _overlay, "native": _native}
 
 
+def _registered(name: str) -> Factory:
+    from lamina.snapshots.registered import registration, start
+
+    try:
+        reg = registration(name)
+    except InvalidArgument as exc:
+        raise pytest.UsageError(f"--lamina-snapshotter={name!r}: {exc}; or give 'module:factory'") from None
+    return lambda root: asyncio.run(start(reg, root))
+
+
 def resolve(name: str) -> Factory:
-    """A built-in name or ``module:callable``."""
+    """A built-in name, the id of a registered snapshotter plugin, or ``module:callable``."""
     if name in BUILTINS:
         return BUILTINS[name]
     module, sep, attr = name.partition(":")
-    if not sep or not module or not attr:
-        raise pytest.UsageError(f"--lamina-snapshotter={name!r}: use one of {sorted(BUILTINS)} or 'module:factory'")
+    if not sep:
+        return _registered(name)
+    if not module or not attr:
+        raise pytest.UsageError(f"--lamina-snapshotter={name!r}: use a snapshotter id or 'module:factory'")
     factory = getattr(importlib.import_module(module), attr)
     if not callable(factory):
         raise pytest.UsageError(f"--lamina-snapshotter={name!r} is not callable")
     return factory  # type: ignore[no-any-return]
 
 
+def _proxy(address: str) -> Factory:
+    """The snapshotter at ``address``, emptied: the suite expects a fresh one per test."""
+    def factory(root: str) -> Snapshotter:
+        from lamina.snapshots.proxy_client import ProxySnapshotter
+
+        sn = ProxySnapshotter("testsuite", address)
+        while True:  # leaves first, a round per level
+            infos: list[Info] = []
+            sn.walk(infos.append)
+            if not infos:
+                return sn
+            parents = {info.parent for info in infos}
+            for info in infos:
+                if info.key not in parents:
+                    sn.remove(info.key)
+
+    return factory
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("lamina").addoption(
+        "--snapshotter-address",
+        default=None,
+        metavar="SOCK",
+        help="run the snapshotter conformance suite against the proxy snapshotter served on unix socket SOCK",
+    )
     parser.getgroup("lamina").addoption(
         "--lamina-snapshotter",
         default=None,
         metavar="NAME",
         help="run the snapshotter conformance suite against NAME "
-        f"({', '.join(BUILTINS)}, or module:factory taking a root path)",
+        f"({', '.join(BUILTINS)}, a registered snapshotter id, or module:factory taking a root path)",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     name = config.getoption("lamina_snapshotter")
-    if not name:
+    address = config.getoption("snapshotter_address")
+    if name and address:
+        raise pytest.UsageError("give --lamina-snapshotter or --snapshotter-address, not both")
+    if not name and not address:
         return
-    resolve(name)  # fail early on a bad name
+    if name:
+        resolve(name)  # fail early on a bad name
     if config.args_source is not pytest.Config.ArgsSource.ARGS:
         config.args[:] = [str(SUITE)]
-    elif str(SUITE) not in config.args:
+        return
+    # The package itself (``--pyargs lamina.snapshots.testsuite``) would subsume
+    # the suite's path, and collect nothing from it: suite.py is no test_*.py.
+    config.args[:] = [a for a in config.args if a != PACKAGE and Path(a).resolve() != SUITE.parent]
+    if str(SUITE) not in config.args:
         config.args.append(str(SUITE))
 
 
@@ -102,14 +159,15 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
 @pytest.fixture
 def snapshotter_name(request: pytest.FixtureRequest) -> str:
     name = request.config.getoption("lamina_snapshotter")
-    if not name:
-        pytest.skip("no --lamina-snapshotter given")
-    return str(name)
+    if not name and not request.config.getoption("snapshotter_address"):
+        pytest.skip("no --lamina-snapshotter or --snapshotter-address given")
+    return str(name or "")
 
 
 @pytest.fixture
-def snapshotter_factory(snapshotter_name: str) -> Factory:
-    return resolve(snapshotter_name)
+def snapshotter_factory(request: pytest.FixtureRequest, snapshotter_name: str) -> Factory:
+    address = request.config.getoption("snapshotter_address")
+    return _proxy(address) if address and not snapshotter_name else resolve(snapshotter_name)
 
 
 @pytest.fixture
@@ -152,6 +210,14 @@ def snapshot_work(snapshot_tmp: str) -> str:
 @pytest.fixture
 def snapshot_root(snapshot_tmp: str) -> str:
     return os.path.join(snapshot_tmp, "r")
+
+
+@pytest.fixture
+def snapshot_disk(snapshotter_name: str, snapshot_root: str) -> str:
+    """The snapshotter's own directory, for tests that look at its disk (not a proxy's)."""
+    if not snapshotter_name:
+        pytest.skip("a proxy snapshotter's disk is its server's")
+    return snapshot_root
 
 
 @pytest.fixture

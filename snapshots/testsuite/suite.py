@@ -718,10 +718,10 @@ def test_cleanup_keeps_snapshots(snapshotter: Snapshotter, snapshot_mounter: Mou
 
 
 def test_remove_reclaims_disk(
-    snapshotter: Snapshotter, snapshot_root: str, snapshot_mounter: Mounter, snapshot_work: str
+    snapshotter: Snapshotter, snapshot_disk: str, snapshot_mounter: Mounter, snapshot_work: str
 ) -> None:
     sn = snapshotter
-    before = _disk(snapshot_root)
+    before = _disk(snapshot_disk)
     names = _check_chain(
         sn, snapshot_mounter, snapshot_work, [fstest.create_file("/f", b"1" * 5000, 0o644)], [fstest.remove_all("/f")]
     )
@@ -730,7 +730,7 @@ def test_remove_reclaims_disk(
     for key in ("a", "v", *reversed(names)):
         sn.remove(key)
     sn.cleanup()
-    assert _disk(snapshot_root) == before
+    assert _disk(snapshot_disk) == before
 
 
 def test_close_twice(snapshotter: Snapshotter) -> None:

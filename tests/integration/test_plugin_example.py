@@ -17,7 +17,8 @@ from tests.conftest import CTR, Daemon, Runner
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "lamina_scratch.py"
 
 
-def _install(site: Path) -> None:
+def install_example(site: Path) -> None:
+    """The example as `pip install` of an out-of-tree plugin leaves it: module and .dist-info in `site`."""
     site.mkdir()
     shutil.copy(EXAMPLE, site)
     info = site / "lamina_scratch-0.1.dist-info"
@@ -27,7 +28,7 @@ def _install(site: Path) -> None:
 
 
 def _start(fresh_daemon: Callable[..., Daemon], tmp_path: Path, config: str) -> Runner:
-    _install(tmp_path / "site")
+    install_example(tmp_path / "site")
     (tmp_path / "config.toml").write_text(config)
     d = fresh_daemon(extra_args=["--config", str(tmp_path / "config.toml")],
                      launcher=["env", f"PYTHONPATH={tmp_path / 'site'}"])

@@ -61,8 +61,8 @@ def test_containerd_keys_are_set_aside_and_typos_stay_errors(tmp_path: Path) -> 
                     '[proxy_plugins.p]\ntype = "snapshot"\n')
     loaded = config.load(str(path))
     assert loaded.cgroup.path == "/x" and loaded.debug.level == "debug"
-    assert [part.key for part in loaded.ignored] == ["oom_score", "plugin_dir", "debug.address", "timeouts",
-                                                     "proxy_plugins"]
+    assert [part.key for part in loaded.ignored] == ["oom_score", "plugin_dir", "debug.address", "timeouts"]
+    assert loaded.proxy_plugins == {"p": config.ProxyPluginConfig(type="snapshot")}
     path.write_text('version = 2\n[debug]\nadress = "/run/d.sock"\n')
     with pytest.raises(InvalidArgument, match="unknown config key 'debug.adress'"):
         config.load(str(path))
@@ -106,3 +106,19 @@ def test_laminad_config_dump_lists_ignored_parts_and_still_loads(tmp_path: Path)
     ]
     parsed = tomllib.loads(dump)
     assert "oom_score" not in parsed and "io.containerd.grpc.v1.cri-like" not in parsed["plugins"]
+
+
+def test_proxy_plugins_register_as_their_type() -> None:
+    from lamina.plugins.proxy import registrations
+
+    cfg = config.from_table(config.DaemonConfig, {"proxy_plugins": {
+        "nat": {"type": "snapshot", "address": "/run/nat.sock"},
+        "blobs": {"type": "io.containerd.content.v1", "address": "/run/blobs.sock"}}})
+    assert [r.uri for r in registrations(cfg.proxy_plugins)] == ["io.containerd.snapshotter.v1.nat",
+                                                                  "io.containerd.content.v1.blobs"]
+    with pytest.raises(InvalidArgument, match="proxy_plugins.x.type 'snapshots'"):
+        registrations({"x": config.ProxyPluginConfig(type="snapshots", address="/a")})
+    with pytest.raises(InvalidArgument, match="proxy_plugins.x.address is required"):
+        registrations({"x": config.ProxyPluginConfig(type="snapshot")})
+    with pytest.raises(InvalidArgument, match="unknown config key 'proxy_plugins.x.adress'"):
+        config.from_table(config.DaemonConfig, {"proxy_plugins": {"x": {"adress": "/a"}}})
