@@ -3,9 +3,11 @@
 - the busybox test image (``lamina images build-busybox``), tiny, rebuilt every run;
 - a ~150 MB (uncompressed) image of 5 gzip layers and thousands of files
   taken from /usr/share and /usr/lib, written as an OCI layout tar;
+- a one-layer image of /usr/share/man (~20,000 small files and ~3,000
+  symlinks), where the per-entry cost of an unpack shows;
 - a 512 MiB blob of seeded pseudo-random bytes for content ingest.
 
-The big image is keyed by the sha256 of the chosen files' (path, size,
+Each image is keyed by the sha256 of the chosen files' (path, size,
 mtime) list: the same machine gives the same digests run after run, and a
 package upgrade that changes the files gives a new key instead of a stale
 cache.  Entries are normalised (uid/gid 0, fixed mtime, gzip without a
@@ -35,12 +37,16 @@ BIG_SOURCES = ("/usr/share", "/usr/lib")
 BIG_TARGET_BYTES = 150 * 1024 * 1024
 BIG_MAX_FILE = 4 * 1024 * 1024
 BIG_LAYERS = 5
+SMALL_NAME = "bench.local/small:1"
+SMALL_SOURCES = ("/usr/share/man",)
 BLOB_BYTES = 512 * 1024 * 1024
 CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BigImage:
+    """An OCI layout tar built here: the big image or the small-files one."""
+
     path: str
     name: str
     files: int
@@ -180,15 +186,32 @@ class _BytesReader:
 def big_image(cache_dir: str = CACHE_DIR) -> BigImage:
     """The cached big image for this machine's files, built first if missing."""
     chosen = _select(BIG_SOURCES, BIG_TARGET_BYTES)
+    return _cached_image(cache_dir, "big", BIG_NAME, chosen, _split(chosen, BIG_LAYERS))
+
+
+def small_files_image(cache_dir: str = CACHE_DIR) -> BigImage:
+    """The cached one-layer image of this machine's /usr/share/man: tens of thousands of small files.
+
+    Real images often carry such a layer (man pages, ``node_modules``,
+    ``site-packages``, locale data); on it an unpacker's per-entry cost
+    decides, where the big image's few large files measure bytes.
+    """
+    chosen = _select(SMALL_SOURCES, 1 << 62)
+    return _cached_image(cache_dir, "small", SMALL_NAME, chosen, [chosen])
+
+
+def _cached_image(cache_dir: str, kind: str, name: str, chosen: list[tuple[str, os.stat_result]],
+                  layers: list[list[tuple[str, os.stat_result]]]) -> BigImage:
+    """The OCI layout tar of ``layers`` under ``cache_dir``, built unless already there for these files."""
     key = _key(chosen)
-    path, meta_path = os.path.join(cache_dir, f"big-{key}.tar"), os.path.join(cache_dir, f"big-{key}.json")
+    path, meta_path = os.path.join(cache_dir, f"{kind}-{key}.tar"), os.path.join(cache_dir, f"{kind}-{key}.json")
     if os.path.exists(path) and os.path.exists(meta_path):
         with open(meta_path) as f:
             return _big_from(path, json.load(f))
     os.makedirs(cache_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
         layer_descs, diff_ids = [], []
-        for i, entries in enumerate(_split(chosen, BIG_LAYERS)):
+        for i, entries in enumerate(layers):
             layer_path = os.path.join(tmp, f"layer{i}")
             with open(layer_path, "wb") as f:
                 diff_id, digest, size = _write_layer(entries, f)
@@ -208,7 +231,8 @@ def big_image(cache_dir: str = CACHE_DIR) -> BigImage:
         index = json.dumps({"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": [{
             "mediaType": MEDIA_MANIFEST, "digest": "sha256:" + hashlib.sha256(manifest).hexdigest(),
             "size": len(manifest), "platform": {"architecture": "amd64", "os": "linux"},
-            "annotations": {"io.containerd.image.name": BIG_NAME, "org.opencontainers.image.ref.name": "1"},
+            "annotations": {"io.containerd.image.name": name,
+                            "org.opencontainers.image.ref.name": name.rsplit(":", 1)[1]},
         }]}, sort_keys=True).encode()
         partial = path + ".partial"
         with tarfile.open(partial, "w") as tar:
@@ -223,7 +247,7 @@ def big_image(cache_dir: str = CACHE_DIR) -> BigImage:
                 with open(os.path.join(tmp, hexd), "rb") as f:
                     tar.addfile(info, f)
         meta = {
-            "name": BIG_NAME, "layers": len(layer_descs),
+            "name": name, "layers": len(layer_descs),
             "files": sum(1 for _, st in chosen if stat.S_ISREG(st.st_mode)),
             "raw_bytes": sum(st.st_size for _, st in chosen if stat.S_ISREG(st.st_mode)),
             "compressed_bytes": sum(int(str(d["size"])) for d in layer_descs),
@@ -232,14 +256,14 @@ def big_image(cache_dir: str = CACHE_DIR) -> BigImage:
         with open(meta_path + ".tmp", "w") as f:
             json.dump(meta, f)
         os.replace(meta_path + ".tmp", meta_path)
-    _prune(cache_dir, keep=f"big-{key}")
+    _prune(cache_dir, prefix=f"{kind}-", keep=f"{kind}-{key}")
     return _big_from(path, meta)
 
 
-def _prune(cache_dir: str, keep: str) -> None:
-    """Drop big images (and their registry stores) built from an older selection of files."""
+def _prune(cache_dir: str, prefix: str, keep: str) -> None:
+    """Drop images of this kind (and their registry stores) built from an older selection of files."""
     for name in os.listdir(cache_dir):
-        if name.startswith("big-") and not name.startswith(keep):
+        if name.startswith(prefix) and not name.startswith(keep):
             target = os.path.join(cache_dir, name)
             if os.path.isdir(target):
                 shutil.rmtree(target, ignore_errors=True)
@@ -251,6 +275,25 @@ def _big_from(path: str, meta: dict[str, object]) -> BigImage:
     return BigImage(path=path, name=str(meta["name"]), files=int(str(meta["files"])),
                     raw_bytes=int(str(meta["raw_bytes"])), compressed_bytes=int(str(meta["compressed_bytes"])),
                     layers=int(str(meta["layers"])))
+
+
+def layer_blobs(image: BigImage, dest: str) -> list[str]:
+    """Copy the image's layer blobs out of its OCI layout tar into ``dest``; their paths, base layer first."""
+    with tarfile.open(image.path) as tar:
+        def member(name: str) -> BinaryIO:
+            f = tar.extractfile(name)
+            assert f is not None, name
+            return f
+        index = json.load(member("index.json"))
+        manifest = json.load(member("blobs/sha256/" + index["manifests"][0]["digest"].split(":")[1]))
+        out = []
+        for layer in manifest["layers"]:
+            hexd = layer["digest"].split(":")[1]
+            path = os.path.join(dest, hexd)
+            with member("blobs/sha256/" + hexd) as src, open(path, "wb") as f:
+                shutil.copyfileobj(src, f, CHUNK)
+            out.append(path)
+    return out
 
 
 def hash_state(path: str) -> Any:

@@ -44,6 +44,8 @@ class Metric:
 
     ``limit`` is the target ratio lamina/containerd (``None``: reported, no
     target).  ``by`` names a different lamina client when it is not ``ctr``.
+    ``floor`` is what the same work costs a plain tool (GNU ``tar``), measured
+    in the same iterations: the bound neither daemon can beat by much.
     """
 
     workload: str
@@ -54,6 +56,7 @@ class Metric:
     containerd: Side
     limit: float | None = 1.0
     by: str = ""
+    floor: Side | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

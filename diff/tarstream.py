@@ -65,10 +65,16 @@ class Entry:
 
 
 def _num(raw: bytes) -> int:
-    if raw and raw[0] & 0x80:
+    """A numeric header field: octal up to the first NUL (spaces around allowed), or base-256."""
+    if raw[0] & 0x80:
         value = int.from_bytes(raw[1:], "big")
         return value - (1 << (8 * len(raw) - 8)) if raw[0] == 0xFF else value
-    raw = raw.split(b"\0", 1)[0].strip()
+    try:
+        # Fast path, one C call: the usual "0000644\0" and "644 \0" fields.
+        return int(raw.rstrip(b"\0 ") or b"0", 8)
+    except ValueError:
+        pass
+    raw = raw.partition(b"\0")[0].strip()
     try:
         return int(raw, 8) if raw else 0
     except ValueError:
@@ -89,20 +95,24 @@ def _str(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
 
 
-def _ns(text: str) -> int:
-    """A PAX time ("[-]seconds[.fraction]") in nanoseconds, the fraction cut at 9 digits."""
-    digits = text[1:] if text[:1] == "-" else text
-    sec, _, frac = digits.partition(".")
-    if not ((sec + frac).isascii() and (sec + frac).isdigit()):
-        raise InvalidArgument(f"layer: invalid PAX time {text!r}")
-    ns = int(sec or "0") * 1_000_000_000 + int(frac[:9].ljust(9, "0"))
-    return -ns if digits is not text else ns
+def _ns(raw: bytes) -> int:
+    """A PAX time ("[-]seconds[.fraction]") in nanoseconds, the fraction cut at 9 digits.
+
+    Parsed as bytes: ``bytes.isdigit`` accepts ASCII digits only, with no decode.
+    """
+    digits = raw[1:] if raw[:1] == b"-" else raw
+    sec, _, frac = digits.partition(b".")
+    if not (sec + frac).isdigit():
+        raise InvalidArgument(f"layer: invalid PAX time {raw.decode('utf-8', 'replace')!r}")
+    ns = int(sec or b"0") * 1_000_000_000 + int(frac[:9].ljust(9, b"0"))
+    return -ns if digits is not raw else ns
 
 
 def _pax_records(data: bytes) -> dict[str, bytes]:
+    """``"<length> <key>=<value>\\n"`` records; a value may hold any byte, so lengths drive the split."""
     records: dict[str, bytes] = {}
-    pos = 0
-    while pos < len(data):
+    pos, end = 0, len(data)
+    while pos < end:
         space = data.find(b" ", pos)
         if space < 0:
             break
@@ -110,12 +120,12 @@ def _pax_records(data: bytes) -> dict[str, bytes]:
             length = int(data[pos:space])
         except ValueError:
             raise InvalidArgument("layer: invalid PAX record") from None
-        record = data[space + 1:pos + length]
-        if length <= 0 or not record.endswith(b"\n") or b"=" not in record:
+        stop = pos + length
+        equals = data.find(b"=", space, stop)
+        if length <= 0 or equals < 0 or stop > end or data[stop - 1] != 0x0A:
             raise InvalidArgument("layer: invalid PAX record")
-        key, _, value = record[:-1].partition(b"=")
-        records[key.decode("utf-8", "surrogateescape")] = value
-        pos += length
+        records[data[space + 1:equals].decode("utf-8", "surrogateescape")] = data[equals + 1:stop - 1]
+        pos = stop
     return records
 
 
@@ -151,7 +161,7 @@ class TarStream:
         long_name = long_link = None
         while True:
             hdr = self._src.read(BLOCK)
-            if not hdr or not hdr.strip(b"\0"):
+            if not hdr or (not hdr[0] and hdr.count(0) == len(hdr)):  # the end: all zero
                 if 0 < len(hdr) < BLOCK:
                     raise InvalidArgument("layer: truncated tar header")
                 return None
@@ -209,8 +219,8 @@ class TarStream:
             elif key in ("size", "uid", "gid"):
                 setattr(entry, key, int(value))
             elif key == "mtime":
-                entry.mtime_ns = _ns(value.decode())
+                entry.mtime_ns = _ns(value)
             elif key == "atime":
-                entry.atime_ns = _ns(value.decode())
+                entry.atime_ns = _ns(value)
             elif key.startswith("GNU.sparse."):
                 raise InvalidArgument(f"layer entry {entry.name!r}: sparse files are not supported")

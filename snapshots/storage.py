@@ -35,6 +35,7 @@ from lamina.snapshots.base import Info, Kind, Usage
 
 _U64 = struct.Struct(">Q")
 _MAP_SIZE = 1 << 30  # sparse; the metadata of a snapshotter is small
+UNMEASURED = -1  # the size and inodes of a committed snapshot whose usage nobody has asked for yet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,8 +169,13 @@ class Txn:
             self._txn.put(_U64.pack(parent_id) + _U64.pack(sid), b"", db=self._dbs["children"])
         return Snapshot(id=sid, kind=kind, parent_ids=self._chain(parent_id))
 
-    def commit_active(self, key: str, name: str, usage: Usage, labels: Mapping[str, str]) -> int:
-        """Rename active ``key`` to committed ``name``, keeping the id (``CommitActive``)."""
+    def commit_active(self, key: str, name: str, labels: Mapping[str, str]) -> int:
+        """Rename active ``key`` to committed ``name``, keeping the id (``CommitActive``).
+
+        Its usage is recorded as not yet measured: a committed directory never
+        changes, so ``record_usage`` stores it when it is first asked for,
+        instead of walking a whole layer inside the commit.
+        """
         if not name:
             raise InvalidArgument("committed snapshot name must not be empty")
         if self._load(name) is not None:
@@ -180,9 +186,17 @@ class Txn:
         now = timeutil.to_us(timeutil.now())
         self._txn.delete(_name(key), db=self._dbs["names"])
         rec.update(key=name, kind=int(Kind.COMMITTED), labels=_clean_labels(labels),
-                   created=now, updated=now, size=usage.size, inodes=usage.inodes)
+                   created=now, updated=now, size=UNMEASURED, inodes=UNMEASURED)
         self._put(sid, rec)
         return sid
+
+    def record_usage(self, key: str, sid: int, usage: Usage) -> None:
+        """Store the measured usage of committed ``key``, unless it is no longer snapshot ``sid``."""
+        found = self._load(key)
+        if found is None or found[0] != sid or found[1]["kind"] != Kind.COMMITTED:
+            return
+        found[1].update(size=usage.size, inodes=usage.inodes)
+        self._put(sid, found[1])
 
     def remove(self, key: str) -> tuple[int, Kind]:
         sid, rec = self._must(key)

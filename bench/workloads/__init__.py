@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from bench.stats import Metric
-from bench.workloads import containers, content, metadata
+from bench.workloads import containers, content, metadata, unpack
 from bench.workloads.base import Context
 
 
@@ -34,6 +34,8 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload(name="ingest", title="ctr content ingest of a 512 MiB blob", run=content.ingest),
     Workload(name="import", title="import+unpack of a ~150 MB multi-layer image", run=content.import_unpack),
     Workload(name="pull", title="pull from a loopback docker-registry", run=content.pull),
+    Workload(name="unpack", title="unpack alone of a small-files and the big image, with the GNU tar floor",
+             run=unpack.unpack),
     Workload(name="scale", title="100 containers: latency and memory vs running count", run=containers.scale,
              full_only=True),
 )

@@ -39,6 +39,7 @@ class Plan:
     ingest_runs: int
     import_runs: int
     pull_runs: int
+    unpack_runs: int
     rpc_rounds: int
     scale_step: int = 20
     scale_max: int = 100
@@ -48,10 +49,10 @@ class Plan:
         if quick:
             return cls(quick=True, cold_starts=2, run_rm=5, burst=10, burst_rounds=1, memory_containers=10,
                        snapshot_cycles=10, images=1000, ls_repeats=3, ingest_runs=1, import_runs=1, pull_runs=1,
-                       rpc_rounds=3)
+                       unpack_runs=1, rpc_rounds=3)
         return cls(quick=False, cold_starts=5, run_rm=20, burst=20, burst_rounds=3, memory_containers=20,
                    snapshot_cycles=40, images=1000, ls_repeats=10, ingest_runs=3, import_runs=3, pull_runs=3,
-                   rpc_rounds=10)
+                   unpack_runs=3, rpc_rounds=10)
 
 
 class Unavailable(Exception):
@@ -144,9 +145,9 @@ class Samples:
         return Side(samples=tuple(self.values[name]), na=self.failures.get(name, ""))
 
     def metric(self, workload: str, name: str, unit: str, better: Better = Better.LOWER,
-               limit: float | None = 1.0, by: str = "") -> Metric:
+               limit: float | None = 1.0, by: str = "", floor: Side | None = None) -> Metric:
         return Metric(workload=workload, name=name, unit=unit, better=better, limit=limit, by=by,
-                      lamina=self.side(LAMINA), containerd=self.side(CONTAINERD))
+                      lamina=self.side(LAMINA), containerd=self.side(CONTAINERD), floor=floor)
 
 
 def timed(fn: Callable[[], object]) -> float:

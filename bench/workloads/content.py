@@ -59,32 +59,32 @@ def _big(ctx: Context) -> images.BigImage:
     return ctx.input("big", images.big_image)  # type: ignore[no-any-return]
 
 
-def _describe(big: images.BigImage) -> str:
+def describe(big: images.BigImage) -> str:
     return f"{big.raw_bytes / MIB:.0f} MiB, {big.files} files, {big.layers} layers"
 
 
-def _blob_count(d: Daemon) -> int:
+def blob_count(d: Daemon) -> int:
     """Blobs on disk, not in the metadata: a blob deleted from the metadata but not yet collected
     would let the next import or pull skip its download and write."""
     blobs = os.path.join(d.base, "root", "io.containerd.content.v1.content", "blobs", "sha256")
     return len(os.listdir(blobs)) if os.path.isdir(blobs) else 0
 
 
-def _snapshot_count(d: Daemon) -> int:
+def snapshot_count(d: Daemon) -> int:
     return len(d.ctr.run("snapshots", "ls").splitlines()[1:])
 
 
 def _check_unpacked(d: Daemon, big: images.BigImage, before: int) -> None:
     """An import or pull that skipped the unpack would win unfairly: insist on one snapshot per layer."""
-    made = _snapshot_count(d) - before
+    made = snapshot_count(d) - before
     if made < big.layers:
         raise RuntimeError(f"only {made} new snapshot(s) for {big.layers} layers: the image was not unpacked")
 
 
-def _remove_image(d: Daemon, name: str, baseline: int) -> None:
+def remove_image(d: Daemon, name: str, baseline: int) -> None:
     """``images rm --sync`` and check that garbage collection took the blobs with it."""
     d.ctr.run("images", "rm", "--sync", name)
-    left = _blob_count(d) - baseline
+    left = blob_count(d) - baseline
     if left > 0:
         raise RuntimeError(f"images rm --sync left {left} blob(s) behind, so the next iteration would be warm")
 
@@ -94,13 +94,13 @@ def import_unpack(ctx: Context) -> list[Metric]:
     s = Samples()
     for _i, d in ctx.ab(ctx.plan.import_runs):
         def once(d: Daemon = d) -> float:
-            baseline, snaps = _blob_count(d), _snapshot_count(d)
+            baseline, snaps = blob_count(d), snapshot_count(d)
             seconds = d.ctr.timed("images", "import", big.path)
             _check_unpacked(d, big, snaps)
-            _remove_image(d, big.name, baseline)
+            remove_image(d, big.name, baseline)
             return seconds
         s.run(d, once)
-    return [s.metric("import", f"ctr images import+unpack ({_describe(big)})", "s")]
+    return [s.metric("import", f"ctr images import+unpack ({describe(big)})", "s")]
 
 
 def _publish(ctx: Context) -> str:
@@ -125,8 +125,8 @@ def _publish(ctx: Context) -> str:
 
 def pull(ctx: Context) -> list[Metric]:
     big = _big(ctx)
-    name = f"ctr images pull --plain-http ({_describe(big)})"
-    by_cli = f"lamina images pull vs ctr ({_describe(big)})"
+    name = f"ctr images pull --plain-http ({describe(big)})"
+    by_cli = f"lamina images pull vs ctr ({describe(big)})"
     try:
         ref = _publish(ctx)
     except Exception as exc:
@@ -137,10 +137,10 @@ def pull(ctx: Context) -> list[Metric]:
 
     def pull_once(d: Daemon, tool: str = "ctr") -> float:
         client = lamina_cli(d.address) if tool == "lamina" else d.ctr
-        baseline, snaps = _blob_count(d), _snapshot_count(d)
+        baseline, snaps = blob_count(d), snapshot_count(d)
         seconds = client.timed("images", "pull", "--plain-http", ref)
         _check_unpacked(d, big, snaps)
-        _remove_image(d, ref, baseline)
+        remove_image(d, ref, baseline)
         return seconds
 
     # One containerd pull per iteration serves both rows: lamina via ctr and via its own CLI.

@@ -22,9 +22,17 @@ def _metrics() -> list[Metric]:
 def test_rows_cells() -> None:
     run_rm, ingest, loaded = report.rows(_metrics())
     assert run_rm == ["run_rm", "ctr run --rm", "ms", "250", "200–300", "112", "100–125", "2.22×", "≤ 1.0×",
-                      "NOT met"]
-    assert ingest[3] == "n/a: unknown service x|y" and ingest[7:] == ["—", "≥ 1.0×", "n/a"]
-    assert loaded[7:] == ["2.00×", "—", "—"]
+                      "NOT met", ""]
+    assert ingest[3] == "n/a: unknown service x|y" and ingest[7:] == ["—", "≥ 1.0×", "n/a", ""]
+    assert loaded[7:] == ["2.00×", "—", "—", ""]
+
+
+def test_floor_cell_shows_median_and_range() -> None:
+    m = Metric(workload="unpack", name="unpack", unit="s", better=Better.LOWER, lamina=Side(samples=(3.0,)),
+               containerd=Side(samples=(4.0,)), floor=Side(samples=(2.0, 2.5, 3.0)))
+    (row,) = report.rows([m])
+    assert row[-1] == "2.50 (2.00–3.00)"
+    assert json.loads(report.to_json({}, [m]))["metrics"][0]["floor"]["median"] == 2.5
 
 
 def test_fmt_significant_digits() -> None:

@@ -16,6 +16,7 @@ from lamina.core.registry import SkipPlugin
 from lamina.snapshots.local import LocalSnapshotter
 from lamina.snapshots.native import NativeSnapshotter
 from lamina.snapshots.overlay import OverlaySnapshotter, check_supported
+from lamina.snapshots.storage import UNMEASURED
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for mounts and chown")
 
@@ -198,3 +199,20 @@ def test_threads_share_one_snapshotter(make: Callable[[], LocalSnapshotter]) -> 
     seen: list[str] = []
     sn.walk(lambda info: seen.append(info.key))
     assert seen == ["base"]
+
+
+def test_committed_usage_measured_once_on_first_use(make: Callable[[], LocalSnapshotter]) -> None:
+    """Commit skips the walk; the first Usage measures the (unchanging) directory and stores it."""
+    sn = make()
+    sn.prepare("a", "")
+    data = os.path.join(sn.root, "snapshots", "1", "fs" if isinstance(sn, OverlaySnapshotter) else "")
+    with open(os.path.join(data, "f"), "wb") as f:
+        f.write(b"x" * 10000)
+    active = sn.usage("a")
+    sn.commit("c", "a")
+    with sn._ms.read() as tx:  # noqa: SLF001 - what commit stored
+        assert tx.get_info("c")[2].size == UNMEASURED
+    assert sn.usage("c") == active
+    os.unlink(os.path.join(data, "f"))  # never done to a committed snapshot: shows the stored figure is used
+    sn.close()
+    assert make().usage("c") == active
