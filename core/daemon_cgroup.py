@@ -67,14 +67,22 @@ def _enter(directory: str, pid: int) -> None:
 
 
 def join(path: str, pid: int | None = None) -> None:
-    """Move ``pid`` (this process by default) into the cgroup ``path``."""
-    if not path.startswith("/") or ".." in path.split("/"):
-        raise InvalidArgument(f"cgroup path {path!r} must be absolute, without '..'")
+    """Move ``pid`` (this process by default) into the cgroup ``path``.
+
+    On cgroup v1 containerd takes a relative path as one under each
+    hierarchy's root (cgroups ``StaticPath``, ``filepath.Join(root, path)``:
+    its integration test TestDaemonCustomCgroup uses ``path = "<digits>"``);
+    on a unified host it wants an absolute one (cgroups/v2 ``VerifyGroupPath``).
+    """
+    if ".." in path.split("/"):
+        raise InvalidArgument(f"cgroup path {path!r} must not contain '..'")
+    if not path.startswith("/") and unified():
+        raise InvalidArgument(f"cgroup path {path!r} must be absolute on a unified cgroup host")
     mounts = hierarchies()
     if not mounts:
         raise FailedPrecondition(f"cgroup path {path!r}: no cgroup hierarchy is mounted")
     for mount in mounts:
-        directory = mount + path.rstrip("/")
+        directory = mount + ("/" + path.strip("/")).rstrip("/")
         try:
             _enter(directory, os.getpid() if pid is None else pid)
         except OSError as exc:
