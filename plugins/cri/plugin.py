@@ -3,8 +3,8 @@
 Disable it as any plugin (``disabled_plugins = ["io.containerd.grpc.v1.cri"]``).
 Images it reaches as a client of the daemon, in namespace ``k8s.io``, as
 containerd's CRI plugin does (it reads the snapshotter's root from that
-plugin's exports, for ImageFsInfo); pod sandboxes it makes in-process with
-the daemon's own container store, snapshot stores and task manager.  Both
+plugin's exports, for ImageFsInfo); pod sandboxes and their containers it makes in-process with
+the daemon's own container store, snapshot stores and task manager.  The
 managers are imported and built on the first request that needs them, not
 at start-up: importing the client (grpcio, httpx, the puller) takes the
 daemon a second.
@@ -24,6 +24,7 @@ from lamina.core.server import Server
 from lamina.plugins import hookimpl
 from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE
 from lamina.plugins.cri.config import CriConfig
+from lamina.plugins.cri.containers import ContainerManager
 from lamina.plugins.cri.image_service import ImageService
 from lamina.plugins.cri.images import ImageManager
 from lamina.plugins.cri.pods import PodManager
@@ -36,8 +37,9 @@ from lamina.plugins.services import GRPC_PLUGIN
 from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE, SNAPSHOTTER_PLUGIN
 
 if TYPE_CHECKING:
+    from lamina.plugins.cri.container_manager import CriContainers
     from lamina.plugins.cri.image_manager import ClientImageManager
-    from lamina.plugins.cri.sandbox_manager import SandboxManager
+    from lamina.plugins.cri.pod_containers import PodsWithContainers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,8 +60,9 @@ class CriPlugin:
         self._snapshotter_root = snapshotter_root
         self._stores = stores
         self._manager: ClientImageManager | None = None
-        self._sandboxes: SandboxManager | None = None
-        self._runtime = RuntimeService(Runtime(config), self._pod_manager)
+        self._pods: PodsWithContainers | None = None
+        self._containers: CriContainers | None = None
+        self._runtime = RuntimeService(Runtime(config), self._pod_manager, self._container_manager)
         self._images = ImageService(self._image_manager)
 
     def _image_manager(self) -> ImageManager:
@@ -74,14 +77,30 @@ class CriPlugin:
         return self._manager
 
     def _pod_manager(self) -> PodManager:
-        if self._sandboxes is None:
-            from lamina.plugins.cri.sandbox_manager import SandboxManager
+        self._build_runtime()
+        assert self._pods is not None
+        return self._pods
 
-            s = self._stores
-            self._sandboxes = SandboxManager(config=self._config, containers=s.containers, tasks=s.tasks,
-                                             snapshots=s.snapshots, images=self._image_manager,
-                                             root_dir=s.root_dir, state_dir=s.state_dir)
-        return self._sandboxes
+    def _container_manager(self) -> ContainerManager:
+        self._build_runtime()
+        assert self._containers is not None
+        return self._containers
+
+    def _build_runtime(self) -> None:
+        if self._pods is not None:
+            return
+        from lamina.plugins.cri.container_manager import CriContainers
+        from lamina.plugins.cri.pod_containers import PodsWithContainers
+        from lamina.plugins.cri.sandbox_manager import SandboxManager
+
+        s = self._stores
+        sandboxes = SandboxManager(config=self._config, containers=s.containers, tasks=s.tasks,
+                                   snapshots=s.snapshots, images=self._image_manager,
+                                   root_dir=s.root_dir, state_dir=s.state_dir)
+        self._containers = CriContainers(config=self._config, containers=s.containers, tasks=s.tasks,
+                                         snapshots=s.snapshots, images=self._image_manager, sandboxes=sandboxes,
+                                         state_dir=s.state_dir)
+        self._pods = PodsWithContainers(sandboxes, self._containers)
 
     def register(self, server: Server) -> None:
         self._runtime.register(server)

@@ -93,6 +93,23 @@ class SandboxManager:
             raise NotFound(f"an error occurred when try to find sandbox {json.dumps(sandbox_id)}")
         return found
 
+    def record(self, sandbox_id: str) -> Container:
+        """The sandbox's container record, for the containers made in it."""
+        return self._get(sandbox_id)
+
+    async def pid(self, sandbox_id: str) -> int:
+        """The running pause process's pid, whose namespaces the pod's containers join."""
+        try:
+            state = await self._tasks.get(NS, sandbox_id).state()
+        except NotFound:
+            state = None
+        if state is None or state.status != Status.RUNNING:
+            raise FailedPrecondition(f"sandbox container {json.dumps(sandbox_id)} is not running")
+        return state.pid
+
+    def dirs(self, sandbox_id: str) -> SandboxDirs:
+        return self._dirs(sandbox_id)
+
     def _dirs(self, sandbox_id: str) -> SandboxDirs:
         return SandboxDirs(files=os.path.join(self._root, "sandboxes", sandbox_id),
                            state=os.path.join(self._state, "sandboxes", sandbox_id))

@@ -1,0 +1,429 @@
+"""CRI containers on lamina's container store, snapshotter and task manager, in namespace ``k8s.io``.
+
+Follows containerd 1.6's ``pkg/cri/server/container_{create,start,stop,remove,status,list}.go``:
+
+- Create needs a ready pod and the image present; it reserves
+  ``<name>_<pod name>_<pod namespace>_<pod uid>_<attempt>`` (a second one
+  fails with AlreadyExists naming the holder), prepares the writable
+  snapshot, resolves the user in the image and writes the record with the
+  spec, the config and an empty status.  No task exists yet: CREATED.
+- Start makes the FIFOs under ``<state>/containers/<id>``, starts the log
+  copy (:mod:`container_logs`), then creates and starts the task; a failed
+  start leaves the container EXITED with reason ``StartError``.  A watcher
+  waits for the task's exit, lets the log copy finish, deletes the task and
+  records exit code, finish time and reason (``Completed`` or ``Error``).
+- Stop sends the image's ``StopSignal`` (SIGTERM without one), and SIGKILL
+  when the timeout passes (at once for a timeout of 0); stopping a stopped
+  container is not an error.  Remove stops a running container first, then
+  drops task, snapshot, FIFOs and record; an unknown id is not an error.
+- Everything is in the record, so after a restart (even kill -9) the first
+  call re-attaches log copies and watchers to the tasks the task manager
+  reconnected; a container whose task vanished meanwhile is recorded
+  exited with code 255 and reason ``Unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from lamina.client.tasks import RESOURCES_TYPE_URL
+from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, LaminaError, NotFound
+from lamina.core.log import get_logger
+from lamina.core.metadata.containers import AnyValue, Container, ContainerStore, RuntimeInfo
+from lamina.core.metadata.snapshots import SnapshotStore
+from lamina.plugins.cri import K8S_NAMESPACE, container_records, container_user, sandbox_records
+from lamina.plugins.cri.config import CriConfig
+from lamina.plugins.cri.container_exec import exec_sync
+from lamina.plugins.cri.container_logs import ContainerLogger
+from lamina.plugins.cri.container_records import ContainerRecord
+from lamina.plugins.cri.container_spec import SpecInput, container_spec, linux_resources, process_user
+from lamina.plugins.cri.containers import (
+    ContainerFilter,
+    ContainerState,
+    ContainerStatus,
+    CriContainer,
+    ExecResult,
+    container_metadata,
+    container_name,
+)
+from lamina.plugins.cri.images import ImageManager
+from lamina.plugins.cri.sandbox_manager import RUNTIME, SandboxManager
+from lamina.plugins.runtime_v2.manager import TaskManager
+from lamina.plugins.runtime_v2.shim import IO, ShimTask, Status
+
+log = get_logger()
+
+NS = K8S_NAMESPACE
+LOG_DRAIN_TIMEOUT = 5.0
+KILL_TIMEOUT = 30.0
+UNKNOWN_EXIT = 255
+
+
+def _signal(name: str) -> int:
+    """An image's ``StopSignal``: ``SIGTERM``, ``TERM`` or a number; SIGTERM when empty."""
+    if not name:
+        return signal.SIGTERM
+    if name.isdigit():
+        return int(name)
+    try:
+        return int(signal.Signals[name.upper() if name.upper().startswith("SIG") else f"SIG{name.upper()}"])
+    except KeyError:
+        raise InvalidArgument(f"unknown stop signal {name!r}") from None
+
+
+class CriContainers:
+    def __init__(self, *, config: CriConfig, containers: ContainerStore, tasks: TaskManager,
+                 snapshots: Mapping[str, SnapshotStore], images: Callable[[], ImageManager],
+                 sandboxes: SandboxManager, state_dir: str) -> None:
+        self._config = config
+        self._containers = containers
+        self._tasks = tasks
+        self._snapshots = snapshots
+        self._images = images
+        self._sandboxes = sandboxes
+        self._state = state_dir
+        self._reserving: dict[str, str] = {}
+        self._loggers: dict[str, ContainerLogger] = {}
+        self._exited: dict[str, asyncio.Event] = {}
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._recovered = False
+
+    # -- lookups ---------------------------------------------------------
+
+    def _records(self) -> list[Container]:
+        return [c for c in self._containers.list(NS) if container_records.is_container(c)]
+
+    def _find(self, container_id: str) -> Container | None:
+        if not container_id:
+            raise InvalidArgument("container id must not be empty")
+        records = self._records()
+        matches = [c for c in records if c.id == container_id] or [c for c in records
+                                                                     if c.id.startswith(container_id)]
+        if len(matches) > 1:
+            raise InvalidArgument(f"container id prefix {container_id!r} is ambiguous")
+        return matches[0] if matches else None
+
+    async def _get(self, container_id: str) -> Container:
+        await self._recover()
+        found = self._find(container_id)
+        if found is None:
+            raise NotFound(f"an error occurred when try to find container {json.dumps(container_id)}")
+        return found
+
+    def _work_dir(self, container_id: str) -> str:
+        return os.path.join(self._state, "containers", container_id)
+
+    def _store(self, name: str) -> SnapshotStore:
+        store = self._snapshots.get(name)
+        if store is None:
+            raise FailedPrecondition(f"snapshotter {name!r} is not loaded")
+        return store
+
+    async def _save_status(self, container_id: str, status: ContainerStatus) -> None:
+        current = self._containers.get(NS, container_id)
+        updated = dataclasses.replace(current, extensions={
+            **current.extensions, container_records.STATUS_EXTENSION: container_records.encode_status(status)})
+        await self._containers.update(NS, updated, [f"extensions.{container_records.STATUS_EXTENSION}"])
+
+    # -- create ----------------------------------------------------------
+
+    async def create(self, sandbox_id: str, config: Mapping[str, Any]) -> str:
+        await self._recover()
+        sandbox = self._sandboxes.record(sandbox_id)
+        pod = sandbox_records.decode(sandbox)
+        pid = await self._sandboxes.pid(sandbox.id)
+        name = container_name(container_metadata(config), pod.config.document)
+        holder = self._reserving.get(name) or next(
+            (c.id for c in self._records() if container_records.decode(c).name == name), None)
+        if holder is not None:
+            quoted = json.dumps(name)
+            raise AlreadyExists(f"failed to reserve container name {quoted}: name {quoted} is reserved for "
+                                f"{json.dumps(holder)}")
+        container_id = secrets.token_hex(32)
+        self._reserving[name] = container_id
+        try:
+            await self._create(container_id, name, sandbox.id, pid, config, pod)
+        finally:
+            del self._reserving[name]
+        log.info("container created", id=container_id, sandbox=sandbox.id, name=name)
+        return container_id
+
+    async def _create(self, container_id: str, name: str, sandbox_id: str, sandbox_pid: int,
+                      config: Mapping[str, Any], pod: sandbox_records.SandboxMetadata) -> None:
+        ref = str((config.get("image") or {}).get("image", ""))
+        image = await self._images().status(ref) if ref else None
+        if image is None:
+            raise NotFound(f"failed to resolve image {json.dumps(ref)}: not found")
+        image_config = (image.config.get("config") or {})
+        store = self._store(self._config.containerd.snapshotter)
+        mounts = await store.prepare(NS, container_id, image.chain_id)
+        try:
+            user_spec, supplemental = process_user(config, str(image_config.get("User") or ""))
+            user = await asyncio.to_thread(container_user.resolve, mounts, self._work_dir(container_id),
+                                           user_spec, supplemental)
+            spec = await asyncio.to_thread(container_spec, SpecInput(
+                container_id=container_id, config=config, pod=pod.config, sandbox_id=sandbox_id,
+                sandbox_pid=sandbox_pid, sandbox_dirs=self._sandboxes.dirs(sandbox_id),
+                image_name=(image.repo_tags or image.references or (ref,))[0], image_config=image_config,
+                user=user, restrict_oom_score_adj=self._config.restrict_oom_score_adj))
+            log_dir, log_file = pod.config.log_directory, str(config.get("log_path") or "")
+            record = ContainerRecord(id=container_id, name=name, sandbox_id=sandbox_id, config=config,
+                                     image_ref=image.id, stop_signal=str(image_config.get("StopSignal") or ""),
+                                     log_path=os.path.join(log_dir, log_file) if log_dir and log_file else "")
+            await self._containers.create(NS, Container(
+                id=container_id, runtime=RuntimeInfo(name=RUNTIME), spec=sandbox_records.spec(spec),
+                labels=container_records.labels(config.get("labels") or {}, image_config.get("Labels") or {}),
+                image=(image.repo_tags or image.references)[0], snapshotter=store.name, snapshot_key=container_id,
+                extensions={container_records.METADATA_EXTENSION: container_records.encode(record),
+                            container_records.STATUS_EXTENSION: container_records.encode_status(ContainerStatus())},
+            ))
+        except BaseException:
+            with contextlib.suppress(LaminaError):
+                await store.remove(NS, container_id)
+            await asyncio.to_thread(shutil.rmtree, self._work_dir(container_id), True)
+            raise
+
+    # -- start and the exit watcher ----------------------------------------
+
+    def _fifos(self, container_id: str, config: Mapping[str, Any]) -> dict[str, str]:
+        work = self._work_dir(container_id)
+        streams = ["stdout"] if config.get("tty") else ["stdout", "stderr"]
+        return {s: os.path.join(work, s) for s in streams}
+
+    def _attach_logger(self, record: ContainerRecord) -> None:
+        logger = ContainerLogger(record.id, self._fifos(record.id, record.config), record.log_path,
+                                 self._config.max_container_log_line_size)
+        self._loggers[record.id] = logger
+        logger.start()
+
+    async def start(self, container_id: str) -> None:
+        container = await self._get(container_id)
+        record = container_records.decode(container)
+        status = container_records.decode_status(container)
+        if status.started_at_ns or status.finished_at_ns:
+            raise FailedPrecondition(f"container {container.id!r} is not in created state")
+        await self._sandboxes.pid(record.sandbox_id)
+        work = self._work_dir(container.id)
+        fifos = self._fifos(container.id, record.config)
+        stdin = os.path.join(work, "stdin") if record.config.get("stdin") else ""
+        try:
+            os.makedirs(work, mode=0o700, exist_ok=True)
+            for path in [*fifos.values(), *([stdin] if stdin else [])]:
+                if not os.path.exists(path):
+                    os.mkfifo(path, 0o600)
+            self._attach_logger(record)
+            rootfs = await self._store(container.snapshotter).mounts(NS, container.snapshot_key)
+            io = IO(stdin=stdin, stdout=fifos["stdout"], stderr=fifos.get("stderr", ""),
+                    terminal=bool(record.config.get("tty")))
+            task, pid = await self._tasks.create(NS, container, rootfs=rootfs, io=io, options=None)
+            await task.start()
+        except BaseException as exc:
+            logger = self._loggers.pop(container.id, None)
+            if logger is not None:
+                logger.close()
+            with contextlib.suppress(NotFound, LaminaError):
+                await self._tasks.delete(NS, container.id)
+            now = time.time_ns()
+            await self._save_status(container.id, ContainerStatus(
+                started_at_ns=now, finished_at_ns=now, exit_code=128, reason="StartError", message=str(exc)))
+            raise
+        await self._save_status(container.id, ContainerStatus(pid=pid, started_at_ns=time.time_ns()))
+        self._watch(container.id, task)
+        log.info("container started", id=container.id, pid=pid)
+
+    def _watch(self, container_id: str, task: ShimTask) -> None:
+        self._exited[container_id] = asyncio.Event()
+        watcher = asyncio.create_task(self._wait_exit(container_id, task))
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _wait_exit(self, container_id: str, task: ShimTask) -> None:
+        try:
+            exit_ = await task.wait()
+            code, finished, message = exit_.status, exit_.exited_at_ns or time.time_ns(), ""
+        except LaminaError as exc:
+            try:
+                self._tasks.get(NS, container_id)
+                return  # the daemon is closing: the next one watches again
+            except NotFound:
+                code, finished, message = UNKNOWN_EXIT, time.time_ns(), f"the container's shim went away: {exc}"
+        logger = self._loggers.pop(container_id, None)
+        if logger is not None:
+            if not await asyncio.to_thread(logger.done.wait, LOG_DRAIN_TIMEOUT):
+                logger.close()
+        with contextlib.suppress(NotFound, LaminaError):
+            await self._tasks.delete(NS, container_id)
+        with contextlib.suppress(NotFound):
+            status = container_records.decode_status(self._containers.get(NS, container_id))
+            await self._save_status(container_id, dataclasses.replace(
+                status, finished_at_ns=finished, exit_code=code, message=message,
+                reason="Unknown" if message else ("Completed" if code == 0 else "Error")))
+        self._exited.pop(container_id, asyncio.Event()).set()
+        log.info("container exited", id=container_id, exit_status=code)
+
+    async def _recover(self) -> None:
+        """Once per daemon: watch again what ran before it started."""
+        if self._recovered:
+            return
+        self._recovered = True
+        for container in self._records():
+            status = container_records.decode_status(container)
+            if not status.started_at_ns or status.finished_at_ns:
+                continue
+            try:
+                task = self._tasks.get(NS, container.id)
+            except NotFound:
+                await self._save_status(container.id, dataclasses.replace(
+                    status, finished_at_ns=time.time_ns(), exit_code=UNKNOWN_EXIT, reason="Unknown",
+                    message="the container's task was gone when the daemon started"))
+                continue
+            self._attach_logger(container_records.decode(container))
+            self._watch(container.id, task)
+        log.info("cri containers recovered")
+
+    # -- stop and remove ---------------------------------------------------
+
+    async def _wait_exited(self, container_id: str, timeout: float) -> bool:
+        event = self._exited.get(container_id)
+        if event is None:
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, container_id: str, timeout: float) -> None:
+        container = await self._get(container_id)
+        if container.id not in self._exited:
+            return
+        task = self._tasks.get(NS, container.id)
+        if timeout > 0:
+            stop_signal = _signal(container_records.decode(container).stop_signal)
+            with contextlib.suppress(NotFound, FailedPrecondition):
+                await task.kill(stop_signal)
+            if await self._wait_exited(container.id, timeout):
+                log.info("container stopped", id=container.id)
+                return
+        with contextlib.suppress(NotFound, FailedPrecondition):
+            await task.kill(signal.SIGKILL, all_=True)
+        if not await self._wait_exited(container.id, KILL_TIMEOUT):
+            raise TimeoutError(f"container {container.id!r} did not exit {KILL_TIMEOUT:g}s after SIGKILL")
+        log.info("container stopped", id=container.id)
+
+    async def remove(self, container_id: str) -> None:
+        await self._recover()
+        container = self._find(container_id)
+        if container is None:
+            return
+        await self.stop(container.id, 0)
+        logger = self._loggers.pop(container.id, None)
+        if logger is not None:
+            logger.close()
+        with contextlib.suppress(NotFound):
+            await self._tasks.delete(NS, container.id)
+        with contextlib.suppress(NotFound):
+            await self._store(container.snapshotter).remove(NS, container.snapshot_key)
+        await asyncio.to_thread(shutil.rmtree, self._work_dir(container.id), True)
+        with contextlib.suppress(NotFound):
+            await self._containers.delete(NS, container.id)
+        log.info("container removed", id=container.id)
+
+    async def in_pod(self, sandbox_id: str) -> list[str]:
+        """The ids of the pod's containers (to stop and remove with it)."""
+        await self._recover()
+        return [c.id for c in self._records() if container_records.decode(c).sandbox_id == sandbox_id]
+
+    # -- status and list ---------------------------------------------------
+
+    async def _container(self, container: Container, verbose: bool) -> CriContainer:
+        record = container_records.decode(container)
+        status = container_records.decode_status(container)
+        if status.finished_at_ns:
+            state = ContainerState.EXITED
+        elif not status.started_at_ns:
+            state = ContainerState.CREATED
+        else:
+            state = ContainerState.UNKNOWN
+            with contextlib.suppress(NotFound, LaminaError):
+                task_state = await self._tasks.get(NS, container.id).state()
+                if task_state.status == Status.STOPPED:
+                    state = ContainerState.EXITED
+                    status = dataclasses.replace(status, exit_code=task_state.exit_status,
+                                                 finished_at_ns=task_state.exited_at_ns or time.time_ns(),
+                                                 reason="Completed" if task_state.exit_status == 0 else "Error")
+                else:
+                    state = ContainerState.RUNNING
+        info: dict[str, Any] = {}
+        if verbose:
+            info = {"sandboxID": record.sandbox_id, "pid": status.pid if state == ContainerState.RUNNING else 0,
+                    "removing": False, "snapshotKey": container.snapshot_key, "snapshotter": container.snapshotter,
+                    "runtimeType": container.runtime.name, "runtimeOptions": None,
+                    "config": dict(record.config), "runtimeSpec": sandbox_records.spec_of(container)}
+        annotations = dict(record.config.get("annotations") or {})
+        metadata = container_metadata(record.config)
+        return CriContainer(id=container.id, sandbox_id=record.sandbox_id, metadata=metadata,
+                            image=str((record.config.get("image") or {}).get("image", "")),
+                            image_ref=record.image_ref, state=state, created_at_ns=container.created_at_ns,
+                            status=status, labels=dict(record.config.get("labels") or {}),
+                            annotations=annotations, log_path=record.log_path, config=record.config, info=info)
+
+    async def status(self, container_id: str, verbose: bool) -> CriContainer:
+        return await self._container(await self._get(container_id), verbose)
+
+    async def list(self, container_filter: ContainerFilter) -> list[CriContainer]:
+        await self._recover()
+        records = self._records()
+        if container_filter.id:
+            found = self._find(container_filter.id)
+            records = [found] if found is not None else []
+        if container_filter.sandbox_id:
+            records = [c for c in records if container_records.decode(c).sandbox_id.startswith(
+                container_filter.sandbox_id)]
+        listed = [await self._container(c, False) for c in records]
+        return [c for c in listed
+                if (container_filter.state is None or c.state == container_filter.state)
+                and all(c.labels.get(k) == v for k, v in container_filter.labels.items())]
+
+    # -- update, logs, exec ------------------------------------------------
+
+    async def update_resources(self, container_id: str, resources: Mapping[str, Any]) -> None:
+        container = await self._get(container_id)
+        new, adj = linux_resources(resources, self._config.restrict_oom_score_adj)
+        spec = sandbox_records.spec_of(container)
+        current = spec["linux"].setdefault("resources", {})
+        current.update(new)
+        if adj is not None:
+            spec["process"]["oomScoreAdj"] = adj
+        if container.id in self._exited:
+            await self._tasks.get(NS, container.id).update(
+                AnyValue(type_url=RESOURCES_TYPE_URL, value=json.dumps(current).encode()), {})
+        await self._containers.update(NS, dataclasses.replace(container, spec=sandbox_records.spec(spec)), ["spec"])
+
+    async def reopen_log(self, container_id: str) -> None:
+        container = await self._get(container_id)
+        logger = self._loggers.get(container.id)
+        if logger is None:
+            raise FailedPrecondition("container is not running")
+        logger.reopen()
+
+    async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult:
+        container = await self._get(container_id)
+        if container.id not in self._exited:
+            raise FailedPrecondition(f"container {container.id!r} is not running")
+        if not cmd:
+            raise InvalidArgument("exec command must not be empty")
+        process = sandbox_records.spec_of(container)["process"]
+        return await exec_sync(self._tasks, NS, container.id, process=process, cmd=cmd, timeout=timeout,
+                               work_dir=self._work_dir(container.id))
