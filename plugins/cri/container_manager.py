@@ -59,7 +59,7 @@ from lamina.plugins.cri.containers import (
 from lamina.plugins.cri.images import ImageManager
 from lamina.plugins.cri.sandbox_manager import RUNTIME, SandboxManager
 from lamina.plugins.runtime_v2.manager import TaskManager
-from lamina.plugins.runtime_v2.shim import IO, ShimTask, Status
+from lamina.plugins.runtime_v2.shim import IO, ShimTask
 
 log = get_logger()
 
@@ -354,17 +354,8 @@ class CriContainers:
             state = ContainerState.EXITED
         elif not status.started_at_ns:
             state = ContainerState.CREATED
-        else:
-            state = ContainerState.UNKNOWN
-            with contextlib.suppress(NotFound, LaminaError):
-                task_state = await self._tasks.get(NS, container.id).state()
-                if task_state.status == Status.STOPPED:
-                    state = ContainerState.EXITED
-                    status = dataclasses.replace(status, exit_code=task_state.exit_status,
-                                                 finished_at_ns=task_state.exited_at_ns or time.time_ns(),
-                                                 reason="Completed" if task_state.exit_status == 0 else "Error")
-                else:
-                    state = ContainerState.RUNNING
+        else:  # until its watcher recorded the exit, after the log copy ended, as containerd's exit handler
+            state = ContainerState.RUNNING if container.id in self._exited else ContainerState.UNKNOWN
         info: dict[str, Any] = {}
         if verbose:
             info = {"sandboxID": record.sandbox_id, "pid": status.pid if state == ContainerState.RUNNING else 0,
