@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
+import secrets
 import signal
 import subprocess
 import time
@@ -20,7 +22,7 @@ import grpc
 import pytest
 
 from lamina.api.services.cri import api_pb2 as pb
-from tests.conftest import CTR
+from tests.conftest import CTR, Runner
 from tests.cri import BUSYBOX, K8S, CriNode, daemon_fixture  # noqa: F401 - fixtures
 from tests.cri_pods import (  # noqa: F401 - fixtures
     import_archive,
@@ -226,3 +228,36 @@ def test_pod_removal_takes_its_containers(node: CriNode) -> None:
     assert _state(node, container) == pb.CONTAINER_EXITED
     node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
     assert _ids(node) == set()
+
+
+def test_lamina_cri_container_commands(lamina: Runner, node: CriNode, tmp_path: pathlib.Path) -> None:
+    pod_file = tmp_path / "pod.yaml"
+    pod_file.write_text(f"metadata:\n  name: cli\n  namespace: lamina-test\n  uid: {secrets.token_hex(4)}\n"
+                        f"log_directory: {tmp_path}/logs\n")
+    ctr_file = tmp_path / "ctr.json"
+    ctr_file.write_text(json.dumps({"metadata": {"name": "shell"}, "image": {"image": BUSYBOX},
+                                    "command": ["sh", "-c", "echo hello; echo oops >&2; exec sleep 600"],
+                                    "log_path": "shell.log", "labels": {"app": "cli"}}))
+    pod = lamina("cri", "runp", str(pod_file)).stdout.strip()
+    try:
+        container = lamina("cri", "create", pod, str(ctr_file), str(pod_file)).stdout.strip()
+        assert lamina("cri", "ps", "-q").stdout == ""
+        assert lamina("cri", "ps", "-a", "-q").stdout.split() == [container]
+        assert lamina("cri", "start", container).stdout == f"{container}\n"
+        rows = [line.split() for line in lamina("cri", "ps").stdout.splitlines()]
+        assert rows[0] == ["CONTAINER", "IMAGE", "CREATED", "STATE", "NAME", "ATTEMPT", "POD", "ID", "POD"]
+        assert rows[1][0] == container[:13] and rows[1][-5:] == ["Running", "shell", "0", pod[:13], "cli"]
+        inspected = json.loads(lamina("cri", "inspect", container).stdout)
+        assert inspected["status"]["state"] == "CONTAINER_RUNNING" and inspected["info"]["sandboxID"] == pod
+        ran = lamina("cri", "exec", "-s", container, "sh", "-c", "echo out; echo err >&2; exit 4", check=False)
+        assert (ran.returncode, ran.stdout, ran.stderr) == (4, "out\n", "err\n")
+        eventually(lambda: lamina("cri", "logs", container).stdout == "hello\n", what="the container's output")
+        assert lamina("cri", "logs", container).stderr == "oops\n"
+        refused = lamina("cri", "rm", container, check=False)
+        assert refused.returncode != 0 and "use -f to force removal" in refused.stderr
+        assert lamina("cri", "stop", "-t", "5", container).stdout == f"{container}\n"
+        assert lamina("cri", "ps", "-a", "--state", "exited", "-q").stdout.split() == [container]
+        assert lamina("cri", "rm", container).stdout == f"{container}\n"
+        assert lamina("cri", "ps", "-a", "-q").stdout == ""
+    finally:
+        lamina("cri", "rmp", "-f", pod)
