@@ -47,9 +47,11 @@ from lamina.plugins.cri.container_exec import exec_sync
 from lamina.plugins.cri.container_logs import ContainerLogger
 from lamina.plugins.cri.container_records import ContainerRecord
 from lamina.plugins.cri.container_spec import SpecInput, container_spec, linux_resources, process_user
+from lamina.plugins.cri.container_stats import usage
 from lamina.plugins.cri.containers import (
     ContainerFilter,
     ContainerState,
+    ContainerStats,
     ContainerStatus,
     CriContainer,
     ExecResult,
@@ -418,3 +420,19 @@ class CriContainers:
         process = sandbox_records.spec_of(container)["process"]
         return await exec_sync(self._tasks, NS, container.id, process=process, cmd=cmd, timeout=timeout,
                                work_dir=self._work_dir(container.id))
+
+    async def stats(self, container_filter: ContainerFilter) -> list[ContainerStats]:
+        found = []
+        for c in await self.list(dataclasses.replace(container_filter, state=None)):
+            record = self._containers.get(NS, c.id)
+            metrics = None
+            if c.state == ContainerState.RUNNING:
+                with contextlib.suppress(NotFound, LaminaError):
+                    metrics = await self._tasks.get(NS, c.id).stats()
+            layer = None
+            with contextlib.suppress(NotFound, FailedPrecondition):
+                layer = await self._store(record.snapshotter).usage(NS, record.snapshot_key)
+            found.append(ContainerStats(container=c, usage=usage(metrics, time.time_ns()) if metrics else None,
+                                        layer_bytes=layer.size if layer else 0,
+                                        layer_inodes=layer.inodes if layer else 0))
+        return found

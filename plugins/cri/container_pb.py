@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf.json_format import MessageToDict, ParseDict
 
 from lamina.api.services.cri import api_pb2 as pb
-from lamina.plugins.cri.containers import ContainerFilter, ContainerState, CriContainer
+from lamina.plugins.cri.containers import ContainerFilter, ContainerState, ContainerStats, CriContainer
 
 
 def config_from_pb(config: pb.ContainerConfig) -> dict[str, Any]:
@@ -56,3 +56,25 @@ def status_to_pb(c: CriContainer) -> pb.ContainerStatusResponse:
     )
     info = {"info": json.dumps(dict(c.info))} if c.info else {}
     return pb.ContainerStatusResponse(status=status, info=info)
+
+
+def stats_filter_from_pb(f: pb.ContainerStatsFilter) -> ContainerFilter:
+    return ContainerFilter(id=f.id, sandbox_id=f.pod_sandbox_id, labels=dict(f.label_selector))
+
+
+def stats_to_pb(s: ContainerStats) -> pb.ContainerStats:
+    c, u = s.container, s.usage
+    out = pb.ContainerStats(
+        attributes=pb.ContainerAttributes(id=c.id, metadata=_metadata(c), labels=dict(c.labels),
+                                          annotations=dict(c.annotations)),
+        writable_layer=pb.FilesystemUsage(timestamp=u.timestamp_ns if u else 0,
+                                          used_bytes=pb.UInt64Value(value=s.layer_bytes),
+                                          inodes_used=pb.UInt64Value(value=s.layer_inodes)))
+    if u is not None:
+        out.cpu.CopyFrom(pb.CpuUsage(timestamp=u.timestamp_ns, usage_core_nano_seconds=pb.UInt64Value(value=u.cpu_ns)))
+        out.memory.CopyFrom(pb.MemoryUsage(
+            timestamp=u.timestamp_ns, working_set_bytes=pb.UInt64Value(value=u.working_set),
+            usage_bytes=pb.UInt64Value(value=u.memory_usage), rss_bytes=pb.UInt64Value(value=u.rss),
+            page_faults=pb.UInt64Value(value=u.page_faults),
+            major_page_faults=pb.UInt64Value(value=u.major_page_faults)))
+    return out

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from lamina.core.errors import InvalidArgument
+from lamina.plugins.cri.container_stats import Usage
 
 
 class ContainerState(enum.IntEnum):
@@ -95,6 +96,14 @@ class ExecResult:
     exit_code: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContainerStats:
+    container: CriContainer
+    usage: Usage | None  # None while the container does not run
+    layer_bytes: int  # the writable snapshot's usage
+    layer_inodes: int
+
+
 class ContainerManager(Protocol):
     async def create(self, sandbox_id: str, config: Mapping[str, Any]) -> str:
         """Make a container in a ready pod; its id."""
@@ -122,3 +131,6 @@ class ContainerManager(Protocol):
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult:
         """Run ``cmd`` in the running container; ``timeout`` 0 waits for ever."""
+
+    async def stats(self, container_filter: ContainerFilter) -> list[ContainerStats]:
+        """CPU, memory and writable layer usage of the matching containers."""

@@ -17,7 +17,7 @@ from lamina.api.services.cri import api_pb2 as pb
 from lamina.core.errors import NotImplemented_
 from lamina.core.server import CallContext, Server
 from lamina.plugins.cri import container_pb, sandbox_pb
-from lamina.plugins.cri.containers import ContainerManager
+from lamina.plugins.cri.containers import ContainerFilter, ContainerManager
 from lamina.plugins.cri.pods import PodManager
 from lamina.plugins.cri.runtime import RuntimeStatus, Version
 
@@ -145,3 +145,14 @@ class RuntimeService:
     async def ExecSync(self, request: pb.ExecSyncRequest, context: CallContext) -> pb.ExecSyncResponse:  # noqa: N802
         result = await self._containers().exec_sync(request.container_id, list(request.cmd), float(request.timeout))
         return pb.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)
+
+    async def ContainerStats(self, request: pb.ContainerStatsRequest,  # noqa: N802
+                             context: CallContext) -> pb.ContainerStatsResponse:
+        container = await self._containers().status(request.container_id, False)
+        (found,) = await self._containers().stats(ContainerFilter(id=container.id))
+        return pb.ContainerStatsResponse(stats=container_pb.stats_to_pb(found))
+
+    async def ListContainerStats(self, request: pb.ListContainerStatsRequest,  # noqa: N802
+                                 context: CallContext) -> pb.ListContainerStatsResponse:
+        found = await self._containers().stats(container_pb.stats_filter_from_pb(request.filter))
+        return pb.ListContainerStatsResponse(stats=[container_pb.stats_to_pb(s) for s in found])

@@ -265,3 +265,16 @@ def test_lamina_cri_container_commands(lamina: Runner, node: CriNode, tmp_path: 
         assert lamina("cri", "ps", "-a", "-q").stdout == ""
     finally:
         lamina("cri", "rmp", "-f", pod)
+
+
+def test_container_stats(node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) -> None:
+    container = _create(node, pod, "busy", "head -c 3000000 /dev/zero > /tmp/filler && touch /tmp/done; exec sleep 600")
+    _start(node, container)
+    eventually(lambda: _exec(node, container, "ls", "/tmp/done").exit_code == 0, what="the filler file")
+    stats = node.runtime.ContainerStats(pb.ContainerStatsRequest(container_id=container)).stats
+    assert stats.attributes.id == container and stats.attributes.metadata.name == "busy"
+    assert stats.cpu.usage_core_nano_seconds.value > 0 and stats.memory.working_set_bytes.value > 0
+    assert stats.writable_layer.used_bytes.value >= 3_000_000 and stats.writable_layer.inodes_used.value >= 2
+    listed = node.runtime.ListContainerStats(pb.ListContainerStatsRequest(
+        filter=pb.ContainerStatsFilter(pod_sandbox_id=pod[0]))).stats
+    assert [s.attributes.id for s in listed] == [container]
