@@ -179,6 +179,8 @@ class CriContainers:
                 image_name=(image.repo_tags or image.references or (ref,))[0], image_config=image_config,
                 user=user, restrict_oom_score_adj=self._config.restrict_oom_score_adj))
             log_dir, log_file = pod.config.log_directory, str(config.get("log_path") or "")
+            if os.path.isabs(log_file) or os.path.normpath(log_file).startswith(".."):
+                raise InvalidArgument(f"log path {log_file!r} must stay inside the pod's log directory")
             record = ContainerRecord(id=container_id, name=name, sandbox_id=sandbox_id, config=config,
                                      image_ref=image.id, stop_signal=str(image_config.get("StopSignal") or ""),
                                      log_path=os.path.join(log_dir, log_file) if log_dir and log_file else "")

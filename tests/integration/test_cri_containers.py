@@ -278,3 +278,27 @@ def test_container_stats(node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) ->
     listed = node.runtime.ListContainerStats(pb.ListContainerStatsRequest(
         filter=pb.ContainerStatsFilter(pod_sandbox_id=pod[0]))).stats
     assert [s.attributes.id for s in listed] == [container]
+
+
+def test_update_resources_and_reopen_the_log(node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) -> None:
+    container = _create(node, pod, "rotating", "exec sleep 600")
+    _start(node, container)
+    node.runtime.UpdateContainerResources(pb.UpdateContainerResourcesRequest(
+        container_id=container, linux=pb.LinuxContainerResources(memory_limit_in_bytes=96 << 20, cpu_shares=512)))
+    status, info = _status(node, container)
+    resources = info["runtimeSpec"]["linux"]["resources"]  # type: ignore[index]
+    assert resources["memory"]["limit"] == 96 << 20 and resources["cpu"]["shares"] == 512
+    pid = info["pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        memory = next(line.split(":", 2)[2].strip() for line in f if line.split(":")[1] in ("memory", ""))
+    limit_files = [f"/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes", f"/sys/fs/cgroup{memory}/memory.max"]
+    limit = next(open(p).read().strip() for p in limit_files if os.path.exists(p))
+    assert int(limit) == 96 << 20
+
+    os.rename(status.log_path, f"{status.log_path}.1")
+    node.runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=container))
+    eventually(lambda: os.path.exists(status.log_path), what="the reopened log file")
+    node.runtime.StopContainer(pb.StopContainerRequest(container_id=container, timeout=1))
+    with pytest.raises(grpc.RpcError) as caught:
+        node.runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=container))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
