@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lamina.cli.cri_calls import call, echo_json, message_json, verbose_info
+from lamina.cli.cri_calls import call, echo_json, json_or_ids, message_json, verbose_info
 from lamina.cli.cri_pods import TRUNCATED_ID, age, load_config, load_pod_config
 from lamina.cli.output import quiet_option, table
 from lamina.cli.session import parse_labels
@@ -122,12 +122,7 @@ def ps(all_: bool, container_id: str, pod: str, state: str | None, labels: tuple
 
     found, pod_names = call(work)
     found.sort(key=lambda c: c.created_at, reverse=True)
-    if output == "json":
-        echo_json(message_json(pb.ListContainersResponse(containers=found)))
-        return
-    if quiet:
-        for c in found:
-            click.echo(c.id)
+    if json_or_ids(output, quiet, pb.ListContainersResponse(containers=found), [c.id for c in found]):
         return
 
     def cut(value: str) -> str:

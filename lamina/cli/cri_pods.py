@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from lamina.cli.cri_calls import call, echo_json, message_json, verbose_info
+from lamina.cli.cri_calls import call, echo_json, json_or_ids, message_json, verbose_info
 from lamina.cli.output import human_duration, quiet_option, table
 from lamina.cli.session import parse_labels
 
@@ -99,12 +99,7 @@ def pods(pod_id: str, name: str, namespace: str, state: str | None, labels: tupl
     found = call(lambda cri: cri.pods(pod_filter))
     found = [p for p in found if re.search(name, p.metadata.name) and re.search(namespace, p.metadata.namespace)]
     found.sort(key=lambda p: p.created_at, reverse=True)
-    if output == "json":
-        echo_json(message_json(pb.ListPodSandboxResponse(items=found)))
-        return
-    if quiet:
-        for p in found:
-            click.echo(p.id)
+    if json_or_ids(output, quiet, pb.ListPodSandboxResponse(items=found), [p.id for p in found]):
         return
     rows = [(p.id if no_trunc else p.id[:TRUNCATED_ID], age(p.created_at), _state(p.state), p.metadata.name,
              p.metadata.namespace, p.metadata.attempt, p.runtime_handler or "(default)") for p in found]

@@ -41,7 +41,7 @@ from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgumen
 from lamina.core.log import get_logger
 from lamina.core.metadata.containers import AnyValue, Container, ContainerStore, RuntimeInfo
 from lamina.core.metadata.snapshots import SnapshotStore
-from lamina.plugins.cri import K8S_NAMESPACE, container_records, container_user, sandbox_records
+from lamina.plugins.cri import K8S_NAMESPACE, container_records, container_user, sandbox_records, truncindex
 from lamina.plugins.cri.config import CriConfig
 from lamina.plugins.cri.container_exec import exec_sync
 from lamina.plugins.cri.container_logs import ContainerLogger
@@ -106,14 +106,7 @@ class CriContainers:
         return [c for c in self._containers.list(NS) if container_records.is_container(c)]
 
     def _find(self, container_id: str) -> Container | None:
-        if not container_id:
-            raise InvalidArgument("container id must not be empty")
-        records = self._records()
-        matches = [c for c in records if c.id == container_id] or [c for c in records
-                                                                     if c.id.startswith(container_id)]
-        if len(matches) > 1:
-            raise InvalidArgument(f"container id prefix {container_id!r} is ambiguous")
-        return matches[0] if matches else None
+        return truncindex.find(self._records(), container_id, "container")
 
     async def _get(self, container_id: str) -> Container:
         await self._recover()
