@@ -302,3 +302,28 @@ def test_update_resources_and_reopen_the_log(node: CriNode, pod: tuple[str, pb.P
     with pytest.raises(grpc.RpcError) as caught:
         node.runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=container))
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def _status_field(node: CriNode, container: str, field: str) -> str:
+    out = _exec(node, container, "cat", "/proc/self/status").stdout.decode()
+    return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith(f"{field}:"))
+
+
+def test_security_context_devices_and_oom_score(node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) -> None:
+    security = pb.LinuxContainerSecurityContext(
+        capabilities=pb.Capability(drop_capabilities=["ALL"], add_capabilities=["NET_ADMIN", "CHOWN"]),
+        no_new_privs=True, masked_paths=["/etc/hostname"], readonly_paths=["/tmp"])
+    container = _create(node, pod, "locked", "exec sleep 600",
+                        devices=[pb.Device(host_path="/dev/null", container_path="/dev/other-null", permissions="rw")],
+                        linux=pb.LinuxContainerConfig(security_context=security,
+                                                      resources=pb.LinuxContainerResources(oom_score_adj=-500)))
+    _start(node, container)
+    assert int(_status_field(node, container, "CapEff"), 16) == (1 << 12) | (1 << 0)  # NET_ADMIN, CHOWN
+    assert _status_field(node, container, "NoNewPrivs") == "1"
+    assert _exec(node, container, "cat", "/etc/hostname").stdout == b""  # masked
+    assert b"Read-only file system" in _exec(node, container, "touch", "/tmp/x").stderr
+    assert _exec(node, container, "sh", "-c", "echo hi > /dev/other-null").exit_code == 0
+    with open("/proc/self/oom_score_adj") as f:
+        floor = int(f.read())
+    score = int(_exec(node, container, "cat", "/proc/self/oom_score_adj").stdout)
+    assert score == max(-500, floor)  # restrict_oom_score_adj is on in this node's config
