@@ -327,3 +327,12 @@ def test_security_context_devices_and_oom_score(node: CriNode, pod: tuple[str, p
         floor = int(f.read())
     score = int(_exec(node, container, "cat", "/proc/self/oom_score_adj").stdout)
     assert score == max(-500, floor)  # restrict_oom_score_adj is on in this node's config
+
+
+def test_a_tty_container_logs_its_terminal_as_stdout(node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) -> None:
+    container = _create(node, pod, "tty", "test -t 1 && echo on-a-tty", tty=True, stdin=True)
+    _start(node, container)
+    eventually(lambda: _state(node, container) == pb.CONTAINER_EXITED, what="the container's exit")
+    status, _ = _status(node, container)
+    assert status.exit_code == 0
+    assert [(stream, text.rstrip("\r")) for stream, _, text in _log(status.log_path)] == [("stdout", "on-a-tty")]
