@@ -16,9 +16,10 @@ Follows containerd 1.6's ``pkg/cri/server/container_{create,start,stop,remove,st
   when the timeout passes (at once for a timeout of 0); stopping a stopped
   container is not an error.  Remove stops a running container first, then
   drops task, snapshot, FIFOs and record; an unknown id is not an error.
-- Everything is in the record, so after a restart (even kill -9) the first
-  call re-attaches log copies and watchers to the tasks the task manager
-  reconnected; a container whose task vanished meanwhile is recorded
+- Everything is in the record, so after a restart (even kill -9) the plugin
+  re-attaches log copies and watchers to the tasks the task manager
+  reconnected, as soon as the daemon serves (or on the first call, whichever
+  comes first); a container whose task vanished meanwhile is recorded
   exited with code 255 and reason ``Unknown``.
 """
 
@@ -99,6 +100,7 @@ class CriContainers:
         self._exited: dict[str, asyncio.Event] = {}
         self._watchers: set[asyncio.Task[None]] = set()
         self._recovered = False
+        self._recovering = asyncio.Lock()
 
     # -- lookups ---------------------------------------------------------
 
@@ -109,7 +111,7 @@ class CriContainers:
         return truncindex.find(self._records(), container_id, "container")
 
     async def _get(self, container_id: str) -> Container:
-        await self._recover()
+        await self.recover()
         found = self._find(container_id)
         if found is None:
             raise NotFound(f"an error occurred when try to find container {json.dumps(container_id)}")
@@ -133,7 +135,7 @@ class CriContainers:
     # -- create ----------------------------------------------------------
 
     async def create(self, sandbox_id: str, config: Mapping[str, Any]) -> str:
-        await self._recover()
+        await self.recover()
         sandbox = self._sandboxes.record(sandbox_id)
         pod = sandbox_records.decode(sandbox)
         pid = await self._sandboxes.pid(sandbox.id)
@@ -161,34 +163,42 @@ class CriContainers:
             raise NotFound(f"failed to resolve image {json.dumps(ref)}: not found")
         image_config = (image.config.get("config") or {})
         store = self._store(self._config.containerd.snapshotter)
-        mounts = await store.prepare(NS, container_id, image.chain_id)
+        user_spec, supplemental = process_user(config, str(image_config.get("User") or ""))
+        view = f"{container_id}-user"  # the image's files, to look the user up in
+        mounts = await store.view(NS, view, image.chain_id)
         try:
-            user_spec, supplemental = process_user(config, str(image_config.get("User") or ""))
             user = await asyncio.to_thread(container_user.resolve, mounts, self._work_dir(container_id),
                                            user_spec, supplemental)
-            spec = await asyncio.to_thread(container_spec, SpecInput(
-                container_id=container_id, config=config, pod=pod.config, sandbox_id=sandbox_id,
-                sandbox_pid=sandbox_pid, sandbox_dirs=self._sandboxes.dirs(sandbox_id),
-                image_name=(image.repo_tags or image.references or (ref,))[0], image_config=image_config,
-                user=user, restrict_oom_score_adj=self._config.restrict_oom_score_adj))
-            log_dir, log_file = pod.config.log_directory, str(config.get("log_path") or "")
-            if os.path.isabs(log_file) or os.path.normpath(log_file).startswith(".."):
-                raise InvalidArgument(f"log path {log_file!r} must stay inside the pod's log directory")
-            record = ContainerRecord(id=container_id, name=name, sandbox_id=sandbox_id, config=config,
-                                     image_ref=image.id, stop_signal=str(image_config.get("StopSignal") or ""),
-                                     log_path=os.path.join(log_dir, log_file) if log_dir and log_file else "")
-            await self._containers.create(NS, Container(
-                id=container_id, runtime=RuntimeInfo(name=RUNTIME), spec=sandbox_records.spec(spec),
-                labels=container_records.labels(config.get("labels") or {}, image_config.get("Labels") or {}),
-                image=(image.repo_tags or image.references)[0], snapshotter=store.name, snapshot_key=container_id,
-                extensions={container_records.METADATA_EXTENSION: container_records.encode(record),
-                            container_records.STATUS_EXTENSION: container_records.encode_status(ContainerStatus())},
-            ))
+        finally:
+            with contextlib.suppress(NotFound):
+                await store.remove(NS, view)
+        spec = await asyncio.to_thread(container_spec, SpecInput(
+            container_id=container_id, config=config, pod=pod.config, sandbox_id=sandbox_id,
+            sandbox_pid=sandbox_pid, sandbox_dirs=self._sandboxes.dirs(sandbox_id),
+            image_name=(image.repo_tags or image.references or (ref,))[0], image_config=image_config,
+            user=user, restrict_oom_score_adj=self._config.restrict_oom_score_adj))
+        log_dir, log_file = pod.config.log_directory, str(config.get("log_path") or "")
+        if os.path.isabs(log_file) or os.path.normpath(log_file).startswith(".."):
+            raise InvalidArgument(f"log path {log_file!r} must stay inside the pod's log directory")
+        record = ContainerRecord(id=container_id, name=name, sandbox_id=sandbox_id, config=config,
+                                 image_ref=image.id, stop_signal=str(image_config.get("StopSignal") or ""),
+                                 log_path=os.path.join(log_dir, log_file) if log_dir and log_file else "")
+        # The record first, then its snapshot: a snapshot no record names is the garbage collector's.
+        await self._containers.create(NS, Container(
+            id=container_id, runtime=RuntimeInfo(name=RUNTIME), spec=sandbox_records.spec(spec),
+            labels=container_records.labels(config.get("labels") or {}, image_config.get("Labels") or {}),
+            image=(image.repo_tags or image.references)[0], snapshotter=store.name, snapshot_key=container_id,
+            extensions={container_records.METADATA_EXTENSION: container_records.encode(record),
+                        container_records.STATUS_EXTENSION: container_records.encode_status(ContainerStatus())},
+        ))
+        try:
+            await store.prepare(NS, container_id, image.chain_id)
         except BaseException:
-            with contextlib.suppress(LaminaError):
-                await store.remove(NS, container_id)
-            await asyncio.to_thread(shutil.rmtree, self._work_dir(container_id), True)
+            with contextlib.suppress(NotFound):
+                await self._containers.delete(NS, container_id)
             raise
+        finally:
+            await asyncio.to_thread(shutil.rmtree, self._work_dir(container_id), True)
 
     # -- start and the exit watcher ----------------------------------------
 
@@ -268,24 +278,27 @@ class CriContainers:
         self._exited.pop(container_id, asyncio.Event()).set()
         log.info("container exited", id=container_id, exit_status=code)
 
-    async def _recover(self) -> None:
-        """Once per daemon: watch again what ran before it started."""
+    async def recover(self) -> None:
+        """Once per daemon, before anything else is answered: watch again what ran before it started."""
         if self._recovered:
             return
-        self._recovered = True
-        for container in self._records():
-            status = container_records.decode_status(container)
-            if not status.started_at_ns or status.finished_at_ns:
-                continue
-            try:
-                task = self._tasks.get(NS, container.id)
-            except NotFound:
-                await self._save_status(container.id, dataclasses.replace(
-                    status, finished_at_ns=time.time_ns(), exit_code=UNKNOWN_EXIT, reason="Unknown",
-                    message="the container's task was gone when the daemon started"))
-                continue
-            self._attach_logger(container_records.decode(container))
-            self._watch(container.id, task)
+        async with self._recovering:
+            if self._recovered:
+                return
+            for container in self._records():
+                status = container_records.decode_status(container)
+                if not status.started_at_ns or status.finished_at_ns:
+                    continue
+                try:
+                    task = self._tasks.get(NS, container.id)
+                except NotFound:
+                    await self._save_status(container.id, dataclasses.replace(
+                        status, finished_at_ns=time.time_ns(), exit_code=UNKNOWN_EXIT, reason="Unknown",
+                        message="the container's task was gone when the daemon started"))
+                    continue
+                self._attach_logger(container_records.decode(container))
+                self._watch(container.id, task)
+            self._recovered = True
         log.info("cri containers recovered")
 
     # -- stop and remove ---------------------------------------------------
@@ -320,7 +333,7 @@ class CriContainers:
         log.info("container stopped", id=container.id)
 
     async def remove(self, container_id: str) -> None:
-        await self._recover()
+        await self.recover()
         container = self._find(container_id)
         if container is None:
             return
@@ -339,7 +352,7 @@ class CriContainers:
 
     async def in_pod(self, sandbox_id: str) -> list[str]:
         """The ids of the pod's containers (to stop and remove with it)."""
-        await self._recover()
+        await self.recover()
         return [c.id for c in self._records() if container_records.decode(c).sandbox_id == sandbox_id]
 
     # -- status and list ---------------------------------------------------
@@ -371,7 +384,7 @@ class CriContainers:
         return await self._container(await self._get(container_id), verbose)
 
     async def list(self, container_filter: ContainerFilter) -> list[CriContainer]:
-        await self._recover()
+        await self.recover()
         records = self._records()
         if container_filter.id:
             found = self._find(container_filter.id)

@@ -12,6 +12,7 @@ daemon a second.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from lamina.core.metadata.snapshots import SnapshotStore
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
-from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE
+from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE, container_records
 from lamina.plugins.cri.config import CriConfig
 from lamina.plugins.cri.containers import ContainerManager
 from lamina.plugins.cri.image_service import ImageService
@@ -62,6 +63,7 @@ class CriPlugin:
         self._manager: ClientImageManager | None = None
         self._pods: PodsWithContainers | None = None
         self._containers: CriContainers | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._runtime = RuntimeService(Runtime(config), self._pod_manager, self._container_manager)
         self._images = ImageService(self._image_manager)
 
@@ -106,7 +108,21 @@ class CriPlugin:
         self._runtime.register(server)
         self._images.register(server)
 
+    def recover_when_serving(self, serving: asyncio.Event) -> None:
+        """Once the daemon serves, re-attach log copies and exit watchers to containers that ran
+        before it started, if there are any (so their output flows with no CRI call first)."""
+        async def recover() -> None:
+            await serving.wait()
+            if any(container_records.is_container(c) for c in self._stores.containers.list(K8S_NAMESPACE)):
+                self._build_runtime()
+                assert self._containers is not None
+                await self._containers.recover()
+
+        self._recovery = asyncio.create_task(recover())
+
     async def close(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
         if self._manager is not None:
             await self._manager.close()
 
@@ -124,8 +140,10 @@ def _init(ic: InitContext) -> CriPlugin:
     stores = Stores(containers=ContainerStore(ic.get(METADATA_PLUGIN)),
                     snapshots=ic.get(SERVICE_PLUGIN, SNAPSHOTS_SERVICE), tasks=ic.get(RUNTIME_PLUGIN, "task").tasks,
                     root_dir=ic.root_dir, state_dir=ic.state_dir)
-    return CriPlugin(config, address=ic.daemon.address,
-                     snapshotter_root=_snapshotter_root(ic, config.containerd.snapshotter), stores=stores)
+    plugin = CriPlugin(config, address=ic.daemon.address,
+                       snapshotter_root=_snapshotter_root(ic, config.containerd.snapshotter), stores=stores)
+    plugin.recover_when_serving(ic.daemon.serving)
+    return plugin
 
 
 @hookimpl
