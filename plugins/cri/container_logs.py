@@ -13,9 +13,8 @@ kubelet renamed the file to rotate it).
 Across a daemon restart: the shim keeps a read end of each FIFO open, so the
 container never gets EPIPE while no daemon reads; its output waits in the
 FIFO (64 KiB, then the container's writes block) and the restarted daemon's
-new reader writes it to the same file.  What a killed daemon had read of a
-line whose newline had not come yet is lost with it; a daemon stopped
-cleanly loses nothing.
+new reader writes it to the same file.  Only what the stopping daemon had
+read of a line whose newline had not come yet is lost with it.
 """
 
 from __future__ import annotations
