@@ -47,7 +47,13 @@ from lamina.plugins.cri.config import CriConfig
 from lamina.plugins.cri.container_exec import exec_sync
 from lamina.plugins.cri.container_logs import ContainerLogger
 from lamina.plugins.cri.container_records import ContainerRecord
-from lamina.plugins.cri.container_spec import SpecInput, container_spec, linux_resources, process_user
+from lamina.plugins.cri.container_spec import (
+    SpecInput,
+    container_spec,
+    linux_resources,
+    pid_mode,
+    process_user,
+)
 from lamina.plugins.cri.container_stats import usage
 from lamina.plugins.cri.containers import (
     ContainerFilter,
@@ -60,6 +66,7 @@ from lamina.plugins.cri.containers import (
     container_name,
 )
 from lamina.plugins.cri.images import ImageManager
+from lamina.plugins.cri.pods import NamespaceMode
 from lamina.plugins.cri.sandbox_manager import RUNTIME, SandboxManager
 from lamina.plugins.runtime_v2.manager import TaskManager
 from lamina.plugins.runtime_v2.shim import IO, ShimTask
@@ -174,7 +181,8 @@ class CriContainers:
                 await store.remove(NS, view)
         spec = await asyncio.to_thread(container_spec, SpecInput(
             container_id=container_id, config=config, pod=pod.config, sandbox_id=sandbox_id,
-            sandbox_pid=sandbox_pid, sandbox_dirs=self._sandboxes.dirs(sandbox_id),
+            sandbox_pid=sandbox_pid, target_pid=await self._target_pid(config),
+            sandbox_dirs=self._sandboxes.dirs(sandbox_id),
             image_name=(image.repo_tags or image.references or (ref,))[0], image_config=image_config,
             user=user, restrict_oom_score_adj=self._config.restrict_oom_score_adj))
         log_dir, log_file = pod.config.log_directory, str(config.get("log_path") or "")
@@ -199,6 +207,16 @@ class CriContainers:
             raise
         finally:
             await asyncio.to_thread(shutil.rmtree, self._work_dir(container_id), True)
+
+    async def _target_pid(self, config: Mapping[str, Any]) -> int:
+        """The running target's pid when the container asks for its PID namespace (TARGET)."""
+        mode, target = pid_mode(config)
+        if mode != NamespaceMode.TARGET:
+            return 0
+        found = self._find(target)
+        if found is None or found.id not in self._exited:
+            raise FailedPrecondition(f"target container {target!r} of the PID namespace is not running")
+        return (await self._tasks.get(NS, found.id).state()).pid
 
     # -- start and the exit watcher ----------------------------------------
 

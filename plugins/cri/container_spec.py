@@ -13,10 +13,10 @@ itself; the config's mounts as ``rbind`` with their propagation
 security context (user, groups, privileged, capabilities add/drop with
 ``ALL``, read-only rootfs, no-new-privs, masked and read-only paths);
 resources with the OOM score adj under ``restrict_oom_score_adj``; the
-pod's network, IPC, UTS namespaces (and PID when the pod's PID mode is POD)
-joined through the pause process's ``/proc/<pid>/ns``; containerd's
-annotations.  SELinux relabelling is accepted and not applied (the host
-has no SELinux).
+pod's network, IPC and UTS namespaces joined through the pause process's
+``/proc/<pid>/ns``, the PID one as the container's own namespace option
+says; containerd's annotations.  SELinux relabelling is accepted and not
+applied (the host has no SELinux).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 from lamina.client import spec as oci
 from lamina.core.errors import InvalidArgument
 from lamina.plugins.cri import K8S_NAMESPACE
-from lamina.plugins.cri.pods import NamespaceMode, PodConfig
+from lamina.plugins.cri.pods import NamespaceMode, PodConfig, namespace_mode
 from lamina.plugins.cri.sandbox_spec import (
     CONTAINER_TYPE,
     SANDBOX_ID,
@@ -72,6 +72,7 @@ class SpecInput:
     pod: PodConfig
     sandbox_id: str
     sandbox_pid: int
+    target_pid: int  # the target container's pid, for the PID namespace option TARGET; else 0
     sandbox_dirs: SandboxDirs
     image_name: str
     image_config: Mapping[str, Any]  # the image config document's "config"
@@ -190,18 +191,30 @@ def linux_resources(resources: Mapping[str, Any], restrict_oom_score_adj: bool) 
     return out, adj
 
 
-def _namespaces(spec: dict[str, Any], pod: PodConfig, sandbox_pid: int) -> None:
-    """``WithPodNamespaces``: the pause process's namespaces; a new PID one unless the pod shares it."""
-    joined = {"network": "net", "ipc": "ipc", "uts": "uts"}
-    if pod.pid == NamespaceMode.POD:
-        joined["pid"] = "pid"
+def pid_mode(config: Mapping[str, Any]) -> tuple[NamespaceMode, str]:
+    """The container's own PID namespace option (the kubelet repeats the pod's) and its target id."""
+    options = security_context(config).get("namespace_options") or {}
+    return namespace_mode(options.get("pid")), str(options.get("target_id", ""))
+
+
+def _namespaces(spec: dict[str, Any], config: Mapping[str, Any], sandbox_pid: int, target_pid: int) -> None:
+    """``WithPodNamespaces``: the pause process's network, IPC and UTS namespaces; the PID one per
+    the container's option: the pod's (POD), the target container's (TARGET), the host's (NODE) or
+    a new one (CONTAINER)."""
+    joined = {"network": ("net", sandbox_pid), "ipc": ("ipc", sandbox_pid), "uts": ("uts", sandbox_pid)}
+    mode, _ = pid_mode(config)
+    if mode == NamespaceMode.POD:
+        joined["pid"] = ("pid", sandbox_pid)
+    elif mode == NamespaceMode.TARGET:
+        joined["pid"] = ("pid", target_pid)
     namespaces = []
     for namespace in spec["linux"]["namespaces"]:
         kind = namespace["type"]
-        if kind == "pid" and pod.pid == NamespaceMode.NODE:
+        if kind == "pid" and mode == NamespaceMode.NODE:
             continue
         if kind in joined:
-            namespace = {"type": kind, "path": f"/proc/{sandbox_pid}/ns/{joined[kind]}"}
+            name, pid = joined[kind]
+            namespace = {"type": kind, "path": f"/proc/{pid}/ns/{name}"}
         namespaces.append(namespace)
     spec["linux"]["namespaces"] = namespaces
 
@@ -246,7 +259,7 @@ def container_spec(given: SpecInput) -> dict[str, Any]:
         linux["rootfsPropagation"] = "rslave"
     if pod.cgroup_parent:
         linux["cgroupsPath"] = os.path.join(pod.cgroup_parent, given.container_id)
-    _namespaces(s, pod, given.sandbox_pid)
+    _namespaces(s, config, given.sandbox_pid, given.target_pid)
     _devices(s, config)
     user = given.user
     oci.with_user(s, user.uid, user.gid, user.additional_gids)

@@ -336,3 +336,26 @@ def test_a_tty_container_logs_its_terminal_as_stdout(node: CriNode, pod: tuple[s
     status, _ = _status(node, container)
     assert status.exit_code == 0
     assert [(stream, text.rstrip("\r")) for stream, _, text in _log(status.log_path)] == [("stdout", "on-a-tty")]
+
+
+def test_pid_namespace_options(node: CriNode) -> None:
+    def pid(mode: int, target: str = "") -> pb.LinuxContainerConfig:
+        options = pb.NamespaceOption(pid=mode, target_id=target)  # type: ignore[arg-type]
+        return pb.LinuxContainerConfig(security_context=pb.LinuxContainerSecurityContext(namespace_options=options))
+
+    config = pod_config("pids", linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+        namespace_options=pb.NamespaceOption(pid=pb.CONTAINER))))
+    pod = (run_pod(node, config), config)
+    try:
+        own = _create(node, pod, "own", "exec sleep 601", linux=pid(pb.CONTAINER))
+        _start(node, own)
+        assert _exec(node, own, "cat", "/proc/1/cmdline").stdout == b"sleep\x00601\x00"
+        joined = _create(node, pod, "joined", "exec sleep 602", linux=pid(pb.TARGET, own))
+        _start(node, joined)
+        assert _exec(node, joined, "cat", "/proc/1/cmdline").stdout == b"sleep\x00601\x00"
+        shared = _create(node, pod, "shared", "exec sleep 603", linux=pid(pb.POD))
+        _start(node, shared)
+        assert b"catatonit" in _exec(node, shared, "cat", "/proc/1/cmdline").stdout
+    finally:
+        node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod[0]))
+        node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod[0]))

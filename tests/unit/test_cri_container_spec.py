@@ -19,8 +19,9 @@ def _spec(config: dict[str, Any], pod: dict[str, Any] | None = None) -> dict[str
     pod_doc = {"metadata": {"name": "p", "namespace": "ns", "uid": "u"}, "hostname": "host", **(pod or {})}
     return container_spec(SpecInput(
         container_id="c1", config={"metadata": {"name": "ctr"}, **config}, pod=pod_config(pod_doc),
-        sandbox_id="s1", sandbox_pid=42, sandbox_dirs=SandboxDirs(files="/f", state="/s"), image_name="img",
-        image_config=IMAGE, user=User(uid=1, gid=2, additional_gids=(3,)), restrict_oom_score_adj=False))
+        sandbox_id="s1", sandbox_pid=42, target_pid=7, sandbox_dirs=SandboxDirs(files="/f", state="/s"),
+        image_name="img", image_config=IMAGE, user=User(uid=1, gid=2, additional_gids=(3,)),
+        restrict_oom_score_adj=False))
 
 
 def test_the_image_config_overridden_by_the_container_config() -> None:
@@ -39,8 +40,12 @@ def test_pod_namespaces_files_and_annotations() -> None:
     namespaces = {n["type"]: n.get("path") for n in spec["linux"]["namespaces"]}
     assert namespaces == {"pid": "/proc/42/ns/pid", "ipc": "/proc/42/ns/ipc", "uts": "/proc/42/ns/uts",
                           "mount": None, "network": "/proc/42/ns/net"}
-    container = _spec({}, {"linux": {"security_context": {"namespace_options": {"pid": "CONTAINER"}}}})
-    assert {"type": "pid"} in container["linux"]["namespaces"]
+    def pid_option(mode: str) -> dict[str, Any]:
+        return {"linux": {"security_context": {"namespace_options": {"pid": mode, "target_id": "t"}}}}
+
+    assert {"type": "pid"} in _spec(pid_option("CONTAINER"))["linux"]["namespaces"]
+    assert {"type": "pid", "path": "/proc/7/ns/pid"} in _spec(pid_option("TARGET"))["linux"]["namespaces"]
+    assert "pid" not in {n["type"] for n in _spec(pid_option("NODE"))["linux"]["namespaces"]}
     mounts = {m["destination"]: m for m in spec["mounts"]}
     assert mounts["/etc/resolv.conf"]["source"] == "/f/resolv.conf" and mounts["/dev/shm"]["source"] == "/s/shm"
     assert "/run" not in mounts and spec["hostname"] == "host"
