@@ -21,10 +21,9 @@ from types import MappingProxyType
 from typing import Any
 
 from lamina.core.metadata.containers import AnyValue, Container
+from lamina.plugins.cri import KIND_CONTAINER, KIND_LABEL
 from lamina.plugins.cri.containers import ContainerStatus
-from lamina.plugins.cri.sandbox_records import KIND_LABEL
 
-KIND_CONTAINER = "container"
 METADATA_EXTENSION = "io.cri-containerd.container.metadata"
 METADATA_TYPE_URL = "github.com/containerd/cri/pkg/store/container/Metadata"
 STATUS_EXTENSION = "io.lamina.cri.container.status"

@@ -23,7 +23,7 @@ from lamina.core.metadata.snapshots import SnapshotStore
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
-from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE, container_records
+from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE, KIND_CONTAINER, KIND_LABEL
 from lamina.plugins.cri.config import CriConfig
 from lamina.plugins.cri.containers import ContainerManager
 from lamina.plugins.cri.image_service import ImageService
@@ -113,7 +113,7 @@ class CriPlugin:
         before it started, if there are any (so their output flows with no CRI call first)."""
         async def recover() -> None:
             await serving.wait()
-            if any(container_records.is_container(c) for c in self._stores.containers.list(K8S_NAMESPACE)):
+            if any(c.labels.get(KIND_LABEL) == KIND_CONTAINER for c in self._stores.containers.list(K8S_NAMESPACE)):
                 self._build_runtime()
                 assert self._containers is not None
                 await self._containers.recover()
