@@ -173,9 +173,10 @@ def test_containers_and_their_logs_survive_a_killed_daemon(node: CriNode,
     node.daemon.stop(signal.SIGKILL)
     written = len(_log(log_path))
     node.daemon.start()
+    # no CRI call yet: the plugin watches the container again as soon as the daemon serves
+    eventually(lambda: len(_log(log_path)) > written + 5, what="lines written after the restart")
     assert _ids(node, state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING)) == {container}
     assert _exec(node, container, "echo", "still").stdout == b"still\n"
-    eventually(lambda: len(_log(log_path)) > written + 5, what="lines written after the restart")
     numbers = [int(text.removeprefix("line-")) for _, _, text in _log(log_path) if text.startswith("line-")]
     assert numbers[:written] == list(range(written))  # nothing lost or doubled before the restart
     node.runtime.StopContainer(pb.StopContainerRequest(container_id=container, timeout=5))
