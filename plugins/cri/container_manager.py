@@ -9,9 +9,8 @@ Follows containerd 1.6's ``pkg/cri/server/container_{create,start,stop,remove,st
   spec, the config and an empty status.  No task exists yet: CREATED.
 - Start makes the FIFOs under ``<state>/containers/<id>``, starts the log
   copy (:mod:`container_logs`), then creates and starts the task; a failed
-  start leaves the container EXITED with reason ``StartError``.  A watcher
-  waits for the task's exit, lets the log copy finish, deletes the task and
-  records exit code, finish time and reason (``Completed`` or ``Error``).
+  start leaves the container EXITED with reason ``StartError``.  From then
+  on :mod:`container_watch` records its exit.
 - Stop sends the image's ``StopSignal`` (SIGTERM without one), and SIGKILL
   when the timeout passes (at once for a timeout of 0); stopping a stopped
   container is not an error.  Remove stops a running container first, then
@@ -45,7 +44,6 @@ from lamina.core.metadata.snapshots import SnapshotStore
 from lamina.plugins.cri import K8S_NAMESPACE, container_records, container_user, sandbox_records, truncindex
 from lamina.plugins.cri.config import CriConfig
 from lamina.plugins.cri.container_exec import exec_sync
-from lamina.plugins.cri.container_logs import ContainerLogger
 from lamina.plugins.cri.container_records import ContainerRecord
 from lamina.plugins.cri.container_spec import (
     SpecInput,
@@ -55,6 +53,7 @@ from lamina.plugins.cri.container_spec import (
     process_user,
 )
 from lamina.plugins.cri.container_stats import usage
+from lamina.plugins.cri.container_watch import UNKNOWN_EXIT, RunningContainers, fifos, save_status
 from lamina.plugins.cri.containers import (
     ContainerFilter,
     ContainerState,
@@ -69,14 +68,12 @@ from lamina.plugins.cri.images import ImageManager
 from lamina.plugins.cri.pods import NamespaceMode
 from lamina.plugins.cri.sandbox_manager import RUNTIME, SandboxManager
 from lamina.plugins.runtime_v2.manager import TaskManager
-from lamina.plugins.runtime_v2.shim import IO, ShimTask
+from lamina.plugins.runtime_v2.shim import IO
 
 log = get_logger()
 
 NS = K8S_NAMESPACE
-LOG_DRAIN_TIMEOUT = 5.0
 KILL_TIMEOUT = 30.0
-UNKNOWN_EXIT = 255
 
 
 def _signal(name: str) -> int:
@@ -103,9 +100,8 @@ class CriContainers:
         self._sandboxes = sandboxes
         self._state = state_dir
         self._reserving: dict[str, str] = {}
-        self._loggers: dict[str, ContainerLogger] = {}
-        self._exited: dict[str, asyncio.Event] = {}
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._running = RunningContainers(containers=containers, tasks=tasks,
+                                          max_log_line=config.max_container_log_line_size)
         self._recovered = False
         self._recovering = asyncio.Lock()
 
@@ -132,12 +128,6 @@ class CriContainers:
         if store is None:
             raise FailedPrecondition(f"snapshotter {name!r} is not loaded")
         return store
-
-    async def _save_status(self, container_id: str, status: ContainerStatus) -> None:
-        current = self._containers.get(NS, container_id)
-        updated = dataclasses.replace(current, extensions={
-            **current.extensions, container_records.STATUS_EXTENSION: container_records.encode_status(status)})
-        await self._containers.update(NS, updated, [f"extensions.{container_records.STATUS_EXTENSION}"])
 
     # -- create ----------------------------------------------------------
 
@@ -214,22 +204,11 @@ class CriContainers:
         if mode != NamespaceMode.TARGET:
             return 0
         found = self._find(target)
-        if found is None or found.id not in self._exited:
+        if found is None or not self._running.running(found.id):
             raise FailedPrecondition(f"target container {target!r} of the PID namespace is not running")
         return (await self._tasks.get(NS, found.id).state()).pid
 
     # -- start and the exit watcher ----------------------------------------
-
-    def _fifos(self, container_id: str, config: Mapping[str, Any]) -> dict[str, str]:
-        work = self._work_dir(container_id)
-        streams = ["stdout"] if config.get("tty") else ["stdout", "stderr"]
-        return {s: os.path.join(work, s) for s in streams}
-
-    def _attach_logger(self, record: ContainerRecord) -> None:
-        logger = ContainerLogger(record.id, self._fifos(record.id, record.config), record.log_path,
-                                 self._config.max_container_log_line_size)
-        self._loggers[record.id] = logger
-        logger.start()
 
     async def start(self, container_id: str) -> None:
         container = await self._get(container_id)
@@ -239,62 +218,30 @@ class CriContainers:
             raise FailedPrecondition(f"container {container.id!r} is not in created state")
         await self._sandboxes.pid(record.sandbox_id)
         work = self._work_dir(container.id)
-        fifos = self._fifos(container.id, record.config)
+        streams = fifos(work, record.config)
         stdin = os.path.join(work, "stdin") if record.config.get("stdin") else ""
         try:
             os.makedirs(work, mode=0o700, exist_ok=True)
-            for path in [*fifos.values(), *([stdin] if stdin else [])]:
+            for path in [*streams.values(), *([stdin] if stdin else [])]:
                 if not os.path.exists(path):
                     os.mkfifo(path, 0o600)
-            self._attach_logger(record)
+            self._running.log_to(record, work)
             rootfs = await self._store(container.snapshotter).mounts(NS, container.snapshot_key)
-            io = IO(stdin=stdin, stdout=fifos["stdout"], stderr=fifos.get("stderr", ""),
+            io = IO(stdin=stdin, stdout=streams["stdout"], stderr=streams.get("stderr", ""),
                     terminal=bool(record.config.get("tty")))
             task, pid = await self._tasks.create(NS, container, rootfs=rootfs, io=io, options=None)
             await task.start()
         except BaseException as exc:
-            logger = self._loggers.pop(container.id, None)
-            if logger is not None:
-                logger.close()
+            self._running.stop_logging(container.id)
             with contextlib.suppress(NotFound, LaminaError):
                 await self._tasks.delete(NS, container.id)
             now = time.time_ns()
-            await self._save_status(container.id, ContainerStatus(
+            await save_status(self._containers, container.id, ContainerStatus(
                 started_at_ns=now, finished_at_ns=now, exit_code=128, reason="StartError", message=str(exc)))
             raise
-        await self._save_status(container.id, ContainerStatus(pid=pid, started_at_ns=time.time_ns()))
-        self._watch(container.id, task)
+        await save_status(self._containers, container.id, ContainerStatus(pid=pid, started_at_ns=time.time_ns()))
+        self._running.watch(container.id, task)
         log.info("container started", id=container.id, pid=pid)
-
-    def _watch(self, container_id: str, task: ShimTask) -> None:
-        self._exited[container_id] = asyncio.Event()
-        watcher = asyncio.create_task(self._wait_exit(container_id, task))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
-
-    async def _wait_exit(self, container_id: str, task: ShimTask) -> None:
-        try:
-            exit_ = await task.wait()
-            code, finished, message = exit_.status, exit_.exited_at_ns or time.time_ns(), ""
-        except LaminaError as exc:
-            try:
-                self._tasks.get(NS, container_id)
-                return  # the daemon is closing: the next one watches again
-            except NotFound:
-                code, finished, message = UNKNOWN_EXIT, time.time_ns(), f"the container's shim went away: {exc}"
-        logger = self._loggers.pop(container_id, None)
-        if logger is not None:
-            if not await asyncio.to_thread(logger.done.wait, LOG_DRAIN_TIMEOUT):
-                logger.close()
-        with contextlib.suppress(NotFound, LaminaError):
-            await self._tasks.delete(NS, container_id)
-        with contextlib.suppress(NotFound):
-            status = container_records.decode_status(self._containers.get(NS, container_id))
-            await self._save_status(container_id, dataclasses.replace(
-                status, finished_at_ns=finished, exit_code=code, message=message,
-                reason="Unknown" if message else ("Completed" if code == 0 else "Error")))
-        self._exited.pop(container_id, asyncio.Event()).set()
-        log.info("container exited", id=container_id, exit_status=code)
 
     async def recover(self) -> None:
         """Once per daemon, before anything else is answered: watch again what ran before it started."""
@@ -310,43 +257,32 @@ class CriContainers:
                 try:
                     task = self._tasks.get(NS, container.id)
                 except NotFound:
-                    await self._save_status(container.id, dataclasses.replace(
+                    await save_status(self._containers, container.id, dataclasses.replace(
                         status, finished_at_ns=time.time_ns(), exit_code=UNKNOWN_EXIT, reason="Unknown",
                         message="the container's task was gone when the daemon started"))
                     continue
-                self._attach_logger(container_records.decode(container))
-                self._watch(container.id, task)
+                self._running.log_to(container_records.decode(container), self._work_dir(container.id))
+                self._running.watch(container.id, task)
             self._recovered = True
         log.info("cri containers recovered")
 
     # -- stop and remove ---------------------------------------------------
 
-    async def _wait_exited(self, container_id: str, timeout: float) -> bool:
-        event = self._exited.get(container_id)
-        if event is None:
-            return True
-        try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            return False
-        return True
-
     async def stop(self, container_id: str, timeout: float) -> None:
         container = await self._get(container_id)
-        if container.id not in self._exited:
+        if not self._running.running(container.id):
             return
         task = self._tasks.get(NS, container.id)
         if timeout > 0:
             stop_signal = _signal(container_records.decode(container).stop_signal)
             with contextlib.suppress(NotFound, FailedPrecondition):
                 await task.kill(stop_signal)
-            if await self._wait_exited(container.id, timeout):
+            if await self._running.wait_exited(container.id, timeout):
                 log.info("container stopped", id=container.id)
                 return
         with contextlib.suppress(NotFound, FailedPrecondition):
             await task.kill(signal.SIGKILL, all_=True)
-        if not await self._wait_exited(container.id, KILL_TIMEOUT):
+        if not await self._running.wait_exited(container.id, KILL_TIMEOUT):
             raise TimeoutError(f"container {container.id!r} did not exit {KILL_TIMEOUT:g}s after SIGKILL")
         log.info("container stopped", id=container.id)
 
@@ -356,9 +292,7 @@ class CriContainers:
         if container is None:
             return
         await self.stop(container.id, 0)
-        logger = self._loggers.pop(container.id, None)
-        if logger is not None:
-            logger.close()
+        self._running.stop_logging(container.id)
         with contextlib.suppress(NotFound):
             await self._tasks.delete(NS, container.id)
         with contextlib.suppress(NotFound):
@@ -383,7 +317,7 @@ class CriContainers:
         elif not status.started_at_ns:
             state = ContainerState.CREATED
         else:  # until its watcher recorded the exit, after the log copy ended, as containerd's exit handler
-            state = ContainerState.RUNNING if container.id in self._exited else ContainerState.UNKNOWN
+            state = ContainerState.RUNNING if self._running.running(container.id) else ContainerState.UNKNOWN
         info: dict[str, Any] = {}
         if verbose:
             info = {"sandboxID": record.sandbox_id, "pid": status.pid if state == ContainerState.RUNNING else 0,
@@ -425,21 +359,19 @@ class CriContainers:
         current.update(new)
         if adj is not None:
             spec["process"]["oomScoreAdj"] = adj
-        if container.id in self._exited:
+        if self._running.running(container.id):
             await self._tasks.get(NS, container.id).update(
                 AnyValue(type_url=RESOURCES_TYPE_URL, value=json.dumps(current).encode()), {})
         await self._containers.update(NS, dataclasses.replace(container, spec=sandbox_records.spec(spec)), ["spec"])
 
     async def reopen_log(self, container_id: str) -> None:
         container = await self._get(container_id)
-        logger = self._loggers.get(container.id)
-        if logger is None:
+        if not self._running.reopen_log(container.id):
             raise FailedPrecondition("container is not running")
-        logger.reopen()
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult:
         container = await self._get(container_id)
-        if container.id not in self._exited:
+        if not self._running.running(container.id):
             raise FailedPrecondition(f"container {container.id!r} is not running")
         if not cmd:
             raise InvalidArgument("exec command must not be empty")

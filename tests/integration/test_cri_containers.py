@@ -140,8 +140,9 @@ def test_logs_in_the_kubelet_format(node: CriNode, pod: tuple[str, pb.PodSandbox
 
 def test_a_container_that_ignores_sigterm_is_killed_after_the_timeout(
         node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) -> None:
-    container = _create(node, pod, "stubborn", "trap '' TERM; while true; do sleep 1; done")
+    container = _create(node, pod, "stubborn", "trap '' TERM; touch /tmp/trapped; while true; do sleep 1; done")
     _start(node, container)
+    eventually(lambda: _exec(node, container, "ls", "/tmp/trapped").exit_code == 0, what="the trap set")
     began = time.monotonic()
     node.runtime.StopContainer(pb.StopContainerRequest(container_id=container, timeout=2))
     assert time.monotonic() - began >= 2
@@ -339,6 +340,10 @@ def test_a_tty_container_logs_its_terminal_as_stdout(node: CriNode, pod: tuple[s
     assert [(stream, text.rstrip("\r")) for stream, _, text in _log(status.log_path)] == [("stdout", "on-a-tty")]
 
 
+def _pid1(node: CriNode, container: str) -> bytes:
+    return bytes(_exec(node, container, "cat", "/proc/1/cmdline").stdout)
+
+
 def test_pid_namespace_options(node: CriNode) -> None:
     def pid(mode: int, target: str = "") -> pb.LinuxContainerConfig:
         options = pb.NamespaceOption(pid=mode, target_id=target)  # type: ignore[arg-type]
@@ -350,13 +355,13 @@ def test_pid_namespace_options(node: CriNode) -> None:
     try:
         own = _create(node, pod, "own", "exec sleep 601", linux=pid(pb.CONTAINER))
         _start(node, own)
-        assert _exec(node, own, "cat", "/proc/1/cmdline").stdout == b"sleep\x00601\x00"
+        eventually(lambda: _pid1(node, own) == b"sleep\x00601\x00", what="sleep as the container's pid 1")
         joined = _create(node, pod, "joined", "exec sleep 602", linux=pid(pb.TARGET, own))
         _start(node, joined)
-        assert _exec(node, joined, "cat", "/proc/1/cmdline").stdout == b"sleep\x00601\x00"
+        assert _pid1(node, joined) == b"sleep\x00601\x00"
         shared = _create(node, pod, "shared", "exec sleep 603", linux=pid(pb.POD))
         _start(node, shared)
-        assert b"catatonit" in _exec(node, shared, "cat", "/proc/1/cmdline").stdout
+        assert b"catatonit" in _pid1(node, shared)
     finally:
         node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod[0]))
         node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod[0]))
