@@ -309,31 +309,9 @@ class CriContainers:
 
     # -- status and list ---------------------------------------------------
 
-    async def _container(self, container: Container, verbose: bool) -> CriContainer:
-        record = container_records.decode(container)
-        status = container_records.decode_status(container)
-        if status.finished_at_ns:
-            state = ContainerState.EXITED
-        elif not status.started_at_ns:
-            state = ContainerState.CREATED
-        else:  # until its watcher recorded the exit, after the log copy ended, as containerd's exit handler
-            state = ContainerState.RUNNING if self._running.running(container.id) else ContainerState.UNKNOWN
-        info: dict[str, Any] = {}
-        if verbose:
-            info = {"sandboxID": record.sandbox_id, "pid": status.pid if state == ContainerState.RUNNING else 0,
-                    "removing": False, "snapshotKey": container.snapshot_key, "snapshotter": container.snapshotter,
-                    "runtimeType": container.runtime.name, "runtimeOptions": None,
-                    "config": dict(record.config), "runtimeSpec": sandbox_records.spec_of(container)}
-        annotations = dict(record.config.get("annotations") or {})
-        metadata = container_metadata(record.config)
-        return CriContainer(id=container.id, sandbox_id=record.sandbox_id, metadata=metadata,
-                            image=str((record.config.get("image") or {}).get("image", "")),
-                            image_ref=record.image_ref, state=state, created_at_ns=container.created_at_ns,
-                            status=status, labels=dict(record.config.get("labels") or {}),
-                            annotations=annotations, log_path=record.log_path, config=record.config, info=info)
-
     async def status(self, container_id: str, verbose: bool) -> CriContainer:
-        return await self._container(await self._get(container_id), verbose)
+        container = await self._get(container_id)
+        return container_records.cri_container(container, self._running.running(container.id), verbose)
 
     async def list(self, container_filter: ContainerFilter) -> list[CriContainer]:
         await self.recover()
@@ -344,7 +322,7 @@ class CriContainers:
         if container_filter.sandbox_id:
             records = [c for c in records if container_records.decode(c).sandbox_id.startswith(
                 container_filter.sandbox_id)]
-        listed = [await self._container(c, False) for c in records]
+        listed = [container_records.cri_container(c, self._running.running(c.id), False) for c in records]
         return [c for c in listed
                 if (container_filter.state is None or c.state == container_filter.state)
                 and all(c.labels.get(k) == v for k, v in container_filter.labels.items())]

@@ -22,7 +22,8 @@ from typing import Any
 
 from lamina.core.metadata.containers import AnyValue, Container
 from lamina.plugins.cri import KIND_CONTAINER, KIND_LABEL
-from lamina.plugins.cri.containers import ContainerStatus
+from lamina.plugins.cri.containers import ContainerState, ContainerStatus, CriContainer, container_metadata
+from lamina.plugins.cri.sandbox_records import spec_of
 
 METADATA_EXTENSION = "io.cri-containerd.container.metadata"
 METADATA_TYPE_URL = "github.com/containerd/cri/pkg/store/container/Metadata"
@@ -64,6 +65,32 @@ def decode(container: Container) -> ContainerRecord:
                            config=MappingProxyType(document.get("Config") or {}),
                            image_ref=document.get("ImageRef", ""), log_path=document.get("LogPath", ""),
                            stop_signal=document.get("StopSignal", ""))
+
+
+def cri_container(container: Container, running: bool, verbose: bool) -> CriContainer:
+    """What the CRI reports of a record: EXITED once the exit is recorded, CREATED until started,
+    RUNNING while ``running`` (its watcher has not recorded the exit yet), else UNKNOWN; containerd's
+    verbose fields when asked for."""
+    record = decode(container)
+    status = decode_status(container)
+    if status.finished_at_ns:
+        state = ContainerState.EXITED
+    elif not status.started_at_ns:
+        state = ContainerState.CREATED
+    else:
+        state = ContainerState.RUNNING if running else ContainerState.UNKNOWN
+    info: dict[str, Any] = {}
+    if verbose:
+        info = {"sandboxID": record.sandbox_id, "pid": status.pid if state == ContainerState.RUNNING else 0,
+                "removing": False, "snapshotKey": container.snapshot_key, "snapshotter": container.snapshotter,
+                "runtimeType": container.runtime.name, "runtimeOptions": None,
+                "config": dict(record.config), "runtimeSpec": spec_of(container)}
+    config = record.config
+    return CriContainer(id=container.id, sandbox_id=record.sandbox_id, metadata=container_metadata(config),
+                        image=str((config.get("image") or {}).get("image", "")), image_ref=record.image_ref,
+                        state=state, created_at_ns=container.created_at_ns, status=status,
+                        labels=dict(config.get("labels") or {}), annotations=dict(config.get("annotations") or {}),
+                        log_path=record.log_path, config=config, info=info)
 
 
 def encode_status(status: ContainerStatus) -> AnyValue:
