@@ -302,6 +302,9 @@ class CriContainers:
             await self._containers.delete(NS, container.id)
         log.info("container removed", id=container.id)
 
+    async def close(self) -> None:
+        await self._running.close()
+
     async def in_pod(self, sandbox_id: str) -> list[str]:
         """The ids of the pod's containers (to stop and remove with it)."""
         await self.recover()

@@ -118,3 +118,9 @@ class RunningContainers:
                 reason="Unknown" if message else ("Completed" if code == 0 else "Error")))
         self._exited.pop(container_id, asyncio.Event()).set()
         log.info("container exited", id=container_id, exit_status=code)
+
+    async def close(self) -> None:
+        """The daemon stops: watchers go (their containers keep running); the log copies end with the process."""
+        for watcher in list(self._watchers):
+            watcher.cancel()
+        await asyncio.gather(*self._watchers, return_exceptions=True)

@@ -123,6 +123,8 @@ class CriPlugin:
     async def close(self) -> None:
         if self._recovery is not None:
             self._recovery.cancel()
+        if self._containers is not None:
+            await self._containers.close()
         if self._manager is not None:
             await self._manager.close()
 

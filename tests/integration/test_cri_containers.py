@@ -180,6 +180,9 @@ def test_containers_and_their_logs_survive_a_killed_daemon(node: CriNode,
     assert _exec(node, container, "echo", "still").stdout == b"still\n"
     numbers = [int(text.removeprefix("line-")) for _, _, text in _log(log_path) if text.startswith("line-")]
     assert numbers[:written] == list(range(written))  # nothing lost or doubled before the restart
+    node.daemon.stop()  # a clean stop is not an exit either
+    node.daemon.start()
+    assert _ids(node, state=pb.ContainerStateValue(state=pb.CONTAINER_RUNNING)) == {container}
     node.runtime.StopContainer(pb.StopContainerRequest(container_id=container, timeout=5))
     assert _state(node, container) == pb.CONTAINER_EXITED
 
