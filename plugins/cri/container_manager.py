@@ -268,20 +268,22 @@ class CriContainers:
 
     # -- stop and remove ---------------------------------------------------
 
+    async def _kill(self, container_id: str, sig: int) -> None:
+        """Signal the task if it is still there: one that exits on its own meanwhile (its PID namespace's
+        init went, say) is being deleted by its watcher, whose recorded exit the caller waits for."""
+        with contextlib.suppress(LaminaError):
+            await self._tasks.get(NS, container_id).kill(sig, all_=sig == signal.SIGKILL)
+
     async def stop(self, container_id: str, timeout: float) -> None:
         container = await self._get(container_id)
         if not self._running.running(container.id):
             return
-        task = self._tasks.get(NS, container.id)
         if timeout > 0:
-            stop_signal = _signal(container_records.decode(container).stop_signal)
-            with contextlib.suppress(NotFound, FailedPrecondition):
-                await task.kill(stop_signal)
+            await self._kill(container.id, _signal(container_records.decode(container).stop_signal))
             if await self._running.wait_exited(container.id, timeout):
                 log.info("container stopped", id=container.id)
                 return
-        with contextlib.suppress(NotFound, FailedPrecondition):
-            await task.kill(signal.SIGKILL, all_=True)
+        await self._kill(container.id, signal.SIGKILL)
         if not await self._running.wait_exited(container.id, KILL_TIMEOUT):
             raise TimeoutError(f"container {container.id!r} did not exit {KILL_TIMEOUT:g}s after SIGKILL")
         log.info("container stopped", id=container.id)
