@@ -116,6 +116,13 @@ def _capabilities(spec: dict[str, Any], caps: Mapping[str, Any]) -> None:
     spec["process"]["capabilities"] = {key: list(current) for key in CAP_SETS}
 
 
+def current_caps() -> list[str]:
+    """``WithAllCurrentCapabilities``: the bounding set the daemon itself runs with."""
+    with open("/proc/self/status") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return [name for bit, name in enumerate(ALL_CAPS) if bounding >> bit & 1]
+
+
 def _mount(destination: str, source: str, readonly: bool, propagation: str = "rprivate") -> dict[str, Any]:
     return {"destination": destination, "type": "bind", "source": source,
             "options": ["rbind", propagation, "ro" if readonly else "rw"]}
@@ -266,7 +273,7 @@ def container_spec(given: SpecInput) -> dict[str, Any]:
     if security.get("privileged"):
         if not pod.privileged:
             raise InvalidArgument("no privileged container allowed in sandbox")
-        process["capabilities"] = {key: list(ALL_CAPS) for key in CAP_SETS}
+        process["capabilities"] = {key: current_caps() for key in CAP_SETS}
         linux["maskedPaths"], linux["readonlyPaths"] = [], []
         linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
         for m in s["mounts"]:

@@ -368,3 +368,30 @@ def test_pid_namespace_options(node: CriNode) -> None:
     finally:
         node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod[0]))
         node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod[0]))
+
+
+def test_a_privileged_container_in_a_privileged_pod(node: CriNode) -> None:
+    config = pod_config("root", linux=pb.LinuxPodSandboxConfig(
+        security_context=pb.LinuxSandboxSecurityContext(privileged=True)))
+    pod = (run_pod(node, config), config)
+    plain_config = pod_config("plain")
+    plain = (run_pod(node, plain_config), plain_config)
+    try:
+        security = pb.LinuxContainerSecurityContext(privileged=True)
+        container = _create(node, pod, "all-caps", "exec sleep 600",
+                            linux=pb.LinuxContainerConfig(security_context=security))
+        _start(node, container)
+        assert node.daemon.process is not None
+        with open(f"/proc/{node.daemon.process.pid}/status") as f:  # the daemon's own bounding set
+            bounding = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+        assert int(_status_field(node, container, "CapEff"), 16) == int(bounding, 16) & ((1 << 41) - 1)
+        spec = _status(node, container)[1]["runtimeSpec"]
+        assert isinstance(spec, dict) and spec["linux"]["maskedPaths"] == []
+        assert "ro" not in next(m for m in spec["mounts"] if m["destination"] == "/sys")["options"]
+        with pytest.raises(grpc.RpcError) as caught:
+            _create(node, plain, "denied", "true", linux=pb.LinuxContainerConfig(security_context=security))
+        assert "no privileged container allowed in sandbox" in caught.value.details()
+    finally:
+        for pod_id in (pod[0], plain[0]):
+            node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod_id))
+            node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod_id))
