@@ -6,7 +6,8 @@ and refuses a runtime whose CRI is not v1, and the image commands ask
 ``Key:  value`` lines, ``images`` as an IMAGE TAG IMAGE-ID SIZE table (ids
 cut to 13 hex digits, sizes in 3 significant digits), ``info``,
 ``inspecti`` and ``imagefsinfo`` as JSON with the proto's camelCase names.
-The pod commands live in :mod:`lamina.cli.cri_pods`.
+The pod commands live in :mod:`lamina.cli.cri_pods`, the container
+commands in :mod:`lamina.cli.cri_containers`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from lamina.cli import cri_pods
+from lamina.cli import cri_containers, cri_pods
 from lamina.cli.cri_calls import call, echo_json, message_json, verbose_info
 from lamina.cli.groups import Group
 from lamina.cli.output import human_size, quiet_option, table
@@ -138,7 +139,7 @@ def imagefsinfo() -> None:
         echo_json({"status": message_json(usage)})
 
 
-for _command in cri_pods.COMMANDS:
+for _command in cri_pods.COMMANDS + cri_containers.COMMANDS:
     group.add_command(_command)
 
 COMMANDS = [group]

@@ -52,3 +52,15 @@ def verbose_info(info: Any) -> dict[str, Any]:
         except ValueError:
             parsed[key] = value
     return parsed
+
+
+def json_or_ids(output: str, quiet: bool, response: Message, ids: list[str]) -> bool:
+    """crictl's ``-o json`` and ``-q`` of a listing; False when the table is still to be printed."""
+    if output == "json":
+        echo_json(message_json(response))
+        return True
+    if quiet:
+        for item in ids:
+            click.echo(item)
+        return True
+    return False

@@ -14,28 +14,29 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from lamina.cli.cri_calls import call, echo_json, message_json, verbose_info
+from lamina.cli.cri_calls import call, echo_json, json_or_ids, message_json, verbose_info
 from lamina.cli.output import human_duration, quiet_option, table
 from lamina.cli.session import parse_labels
 
 if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
     from lamina.api.services.cri import api_pb2 as pb
     from lamina.client.cri import Cri
 
+M = TypeVar("M", bound="Message")
 TRUNCATED_ID = 13
 STATES = {"ready": "SANDBOX_READY", "notready": "SANDBOX_NOTREADY"}
 
 
-def load_pod_config(path: str) -> pb.PodSandboxConfig:
-    """crictl's ``loadPodSandboxConfig``: a JSON or YAML file as a ``PodSandboxConfig``."""
+def load_config(path: str, message: type[M], param_hint: str) -> M:
+    """crictl's ``loadPodSandboxConfig``/``loadContainerConfig``: a JSON or YAML file as ``message``."""
     import yaml
     from google.protobuf.json_format import ParseDict, ParseError
-
-    from lamina.api.services.cri import api_pb2 as pb
 
     try:
         with open(path) as f:
@@ -43,13 +44,19 @@ def load_pod_config(path: str) -> pb.PodSandboxConfig:
     except OSError as exc:
         raise click.FileError(path, exc.strerror) from None
     except yaml.YAMLError as exc:
-        raise click.BadParameter(f"{path} is neither JSON nor YAML: {exc}", param_hint="POD_CONFIG") from None
+        raise click.BadParameter(f"{path} is neither JSON nor YAML: {exc}", param_hint=param_hint) from None
     if not isinstance(document, dict):
-        raise click.BadParameter(f"{path} does not hold a pod config object", param_hint="POD_CONFIG")
+        raise click.BadParameter(f"{path} does not hold a config object", param_hint=param_hint)
     try:
-        return ParseDict(document, pb.PodSandboxConfig(), ignore_unknown_fields=True)
+        return ParseDict(document, message(), ignore_unknown_fields=True)
     except ParseError as exc:
-        raise click.BadParameter(f"{path}: {exc}", param_hint="POD_CONFIG") from None
+        raise click.BadParameter(f"{path}: {exc}", param_hint=param_hint) from None
+
+
+def load_pod_config(path: str) -> pb.PodSandboxConfig:
+    from lamina.api.services.cri import api_pb2 as pb
+
+    return load_config(path, pb.PodSandboxConfig, "POD_CONFIG")
 
 
 @click.command(short_help="Run a pod sandbox from a crictl pod config file.",
@@ -62,7 +69,7 @@ def runp(runtime: str, pod_config: str) -> None:
     click.echo(call(lambda cri: cri.run_pod(config, runtime)))
 
 
-def _age(created_at_ns: int) -> str:
+def age(created_at_ns: int) -> str:
     created = datetime.fromtimestamp(created_at_ns / 1e9, tz=UTC)
     return f"{human_duration(datetime.now(tz=UTC) - created)} ago"
 
@@ -92,14 +99,9 @@ def pods(pod_id: str, name: str, namespace: str, state: str | None, labels: tupl
     found = call(lambda cri: cri.pods(pod_filter))
     found = [p for p in found if re.search(name, p.metadata.name) and re.search(namespace, p.metadata.namespace)]
     found.sort(key=lambda p: p.created_at, reverse=True)
-    if output == "json":
-        echo_json(message_json(pb.ListPodSandboxResponse(items=found)))
+    if json_or_ids(output, quiet, pb.ListPodSandboxResponse(items=found), [p.id for p in found]):
         return
-    if quiet:
-        for p in found:
-            click.echo(p.id)
-        return
-    rows = [(p.id if no_trunc else p.id[:TRUNCATED_ID], _age(p.created_at), _state(p.state), p.metadata.name,
+    rows = [(p.id if no_trunc else p.id[:TRUNCATED_ID], age(p.created_at), _state(p.state), p.metadata.name,
              p.metadata.namespace, p.metadata.attempt, p.runtime_handler or "(default)") for p in found]
     table(["POD ID", "CREATED", "STATE", "NAME", "NAMESPACE", "ATTEMPT", "RUNTIME"], rows)
 

@@ -78,3 +78,29 @@ class Cri:
 
     async def pods(self, pod_filter: pb.PodSandboxFilter | None = None) -> list[pb.PodSandbox]:
         return list((await self._runtime.ListPodSandbox(pb.ListPodSandboxRequest(filter=pod_filter))).items)
+
+    async def create_container(self, pod_id: str, config: pb.ContainerConfig,
+                               pod_config: pb.PodSandboxConfig) -> str:
+        """Create a container in a ready pod; its id."""
+        request = pb.CreateContainerRequest(pod_sandbox_id=pod_id, config=config, sandbox_config=pod_config)
+        return str((await self._runtime.CreateContainer(request)).container_id)
+
+    async def start_container(self, container_id: str) -> None:
+        await self._runtime.StartContainer(pb.StartContainerRequest(container_id=container_id))
+
+    async def stop_container(self, container_id: str, timeout: int = 0) -> None:
+        await self._runtime.StopContainer(pb.StopContainerRequest(container_id=container_id, timeout=timeout))
+
+    async def remove_container(self, container_id: str) -> None:
+        await self._runtime.RemoveContainer(pb.RemoveContainerRequest(container_id=container_id))
+
+    async def container_status(self, container_id: str, verbose: bool = False) -> pb.ContainerStatusResponse:
+        request = pb.ContainerStatusRequest(container_id=container_id, verbose=verbose)
+        return await self._runtime.ContainerStatus(request)
+
+    async def containers(self, container_filter: pb.ContainerFilter | None = None) -> list[pb.Container]:
+        request = pb.ListContainersRequest(filter=container_filter)
+        return list((await self._runtime.ListContainers(request)).containers)
+
+    async def exec_sync(self, container_id: str, cmd: list[str], timeout: int = 0) -> pb.ExecSyncResponse:
+        return await self._runtime.ExecSync(pb.ExecSyncRequest(container_id=container_id, cmd=cmd, timeout=timeout))

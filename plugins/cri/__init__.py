@@ -10,3 +10,5 @@ nothing of gRPC.
 
 CRI_PLUGIN_ID = "cri"
 K8S_NAMESPACE = "k8s.io"
+KIND_LABEL = "io.cri-containerd.kind"  # "sandbox" or "container" on the records the plugin makes
+KIND_CONTAINER = "container"

@@ -44,6 +44,7 @@ class CriConfig:
     stream_server_address: str = "127.0.0.1"
     stream_server_port: str = "0"
     restrict_oom_score_adj: bool = field(default=False, metadata={"json": "restrictOOMScoreAdj"})
+    max_container_log_line_size: int = 16384  # longer lines go to the log as P parts, then F
     cni: CniConfig = field(default_factory=CniConfig)
     containerd: ContainerdConfig = field(default_factory=ContainerdConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)

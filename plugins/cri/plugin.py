@@ -3,8 +3,8 @@
 Disable it as any plugin (``disabled_plugins = ["io.containerd.grpc.v1.cri"]``).
 Images it reaches as a client of the daemon, in namespace ``k8s.io``, as
 containerd's CRI plugin does (it reads the snapshotter's root from that
-plugin's exports, for ImageFsInfo); pod sandboxes it makes in-process with
-the daemon's own container store, snapshot stores and task manager.  Both
+plugin's exports, for ImageFsInfo); pod sandboxes and their containers it makes in-process with
+the daemon's own container store, snapshot stores and task manager.  The
 managers are imported and built on the first request that needs them, not
 at start-up: importing the client (grpcio, httpx, the puller) takes the
 daemon a second.
@@ -12,6 +12,7 @@ daemon a second.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from lamina.core.metadata.snapshots import SnapshotStore
 from lamina.core.registry import InitContext, Registration, Registry
 from lamina.core.server import Server
 from lamina.plugins import hookimpl
-from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE
+from lamina.plugins.cri import CRI_PLUGIN_ID, K8S_NAMESPACE, KIND_CONTAINER, KIND_LABEL
 from lamina.plugins.cri.config import CriConfig
+from lamina.plugins.cri.containers import ContainerManager
 from lamina.plugins.cri.image_service import ImageService
 from lamina.plugins.cri.images import ImageManager
 from lamina.plugins.cri.pods import PodManager
@@ -36,8 +38,9 @@ from lamina.plugins.services import GRPC_PLUGIN
 from lamina.plugins.snapshotters import SERVICE_PLUGIN, SNAPSHOTS_SERVICE, SNAPSHOTTER_PLUGIN
 
 if TYPE_CHECKING:
+    from lamina.plugins.cri.container_manager import CriContainers
     from lamina.plugins.cri.image_manager import ClientImageManager
-    from lamina.plugins.cri.sandbox_manager import SandboxManager
+    from lamina.plugins.cri.pod_containers import PodsWithContainers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,8 +61,10 @@ class CriPlugin:
         self._snapshotter_root = snapshotter_root
         self._stores = stores
         self._manager: ClientImageManager | None = None
-        self._sandboxes: SandboxManager | None = None
-        self._runtime = RuntimeService(Runtime(config), self._pod_manager)
+        self._pods: PodsWithContainers | None = None
+        self._containers: CriContainers | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._runtime = RuntimeService(Runtime(config), self._pod_manager, self._container_manager)
         self._images = ImageService(self._image_manager)
 
     def _image_manager(self) -> ImageManager:
@@ -74,20 +79,52 @@ class CriPlugin:
         return self._manager
 
     def _pod_manager(self) -> PodManager:
-        if self._sandboxes is None:
-            from lamina.plugins.cri.sandbox_manager import SandboxManager
+        self._build_runtime()
+        assert self._pods is not None
+        return self._pods
 
-            s = self._stores
-            self._sandboxes = SandboxManager(config=self._config, containers=s.containers, tasks=s.tasks,
-                                             snapshots=s.snapshots, images=self._image_manager,
-                                             root_dir=s.root_dir, state_dir=s.state_dir)
-        return self._sandboxes
+    def _container_manager(self) -> ContainerManager:
+        self._build_runtime()
+        assert self._containers is not None
+        return self._containers
+
+    def _build_runtime(self) -> None:
+        if self._pods is not None:
+            return
+        from lamina.plugins.cri.container_manager import CriContainers
+        from lamina.plugins.cri.pod_containers import PodsWithContainers
+        from lamina.plugins.cri.sandbox_manager import SandboxManager
+
+        s = self._stores
+        sandboxes = SandboxManager(config=self._config, containers=s.containers, tasks=s.tasks,
+                                   snapshots=s.snapshots, images=self._image_manager,
+                                   root_dir=s.root_dir, state_dir=s.state_dir)
+        self._containers = CriContainers(config=self._config, containers=s.containers, tasks=s.tasks,
+                                         snapshots=s.snapshots, images=self._image_manager, sandboxes=sandboxes,
+                                         state_dir=s.state_dir)
+        self._pods = PodsWithContainers(sandboxes, self._containers)
 
     def register(self, server: Server) -> None:
         self._runtime.register(server)
         self._images.register(server)
 
+    def recover_when_serving(self, serving: asyncio.Event) -> None:
+        """Once the daemon serves, re-attach log copies and exit watchers to containers that ran
+        before it started, if there are any (so their output flows with no CRI call first)."""
+        async def recover() -> None:
+            await serving.wait()
+            if any(c.labels.get(KIND_LABEL) == KIND_CONTAINER for c in self._stores.containers.list(K8S_NAMESPACE)):
+                self._build_runtime()
+                assert self._containers is not None
+                await self._containers.recover()
+
+        self._recovery = asyncio.create_task(recover())
+
     async def close(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+        if self._containers is not None:
+            await self._containers.close()
         if self._manager is not None:
             await self._manager.close()
 
@@ -105,8 +142,10 @@ def _init(ic: InitContext) -> CriPlugin:
     stores = Stores(containers=ContainerStore(ic.get(METADATA_PLUGIN)),
                     snapshots=ic.get(SERVICE_PLUGIN, SNAPSHOTS_SERVICE), tasks=ic.get(RUNTIME_PLUGIN, "task").tasks,
                     root_dir=ic.root_dir, state_dir=ic.state_dir)
-    return CriPlugin(config, address=ic.daemon.address,
-                     snapshotter_root=_snapshotter_root(ic, config.containerd.snapshotter), stores=stores)
+    plugin = CriPlugin(config, address=ic.daemon.address,
+                       snapshotter_root=_snapshotter_root(ic, config.containerd.snapshotter), stores=stores)
+    plugin.recover_when_serving(ic.daemon.serving)
+    return plugin
 
 
 @hookimpl

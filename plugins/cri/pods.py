@@ -97,7 +97,7 @@ def _mapping(value: Any) -> Mapping[str, str]:
     return MappingProxyType({str(k): str(v) for k, v in value.items()})
 
 
-def _mode(value: Any) -> NamespaceMode:
+def namespace_mode(value: Any) -> NamespaceMode:
     """An enum field as protobuf's JSON has it: a name, or a number in crictl's files."""
     if value is None or value == "":
         return NamespaceMode.POD
@@ -143,8 +143,8 @@ def pod_config(document: Mapping[str, Any]) -> PodConfig:
         port_mappings=_ports(document.get("port_mappings")),
         labels=_mapping(document.get("labels")), annotations=_mapping(document.get("annotations")),
         cgroup_parent=str(linux.get("cgroup_parent", "")), sysctls=_mapping(linux.get("sysctls")),
-        network=_mode(namespaces.get("network")), pid=_mode(namespaces.get("pid")),
-        ipc=_mode(namespaces.get("ipc")),
+        network=namespace_mode(namespaces.get("network")), pid=namespace_mode(namespaces.get("pid")),
+        ipc=namespace_mode(namespaces.get("ipc")),
         privileged=bool(security.get("privileged", False)),
         run_as_user=_optional_int(security.get("run_as_user")),
         run_as_group=_optional_int(security.get("run_as_group")),

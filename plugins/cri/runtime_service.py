@@ -1,10 +1,11 @@
-"""``runtime.v1.RuntimeService``: the runtime's state over :class:`Runtime`, pod sandboxes over a :class:`PodManager`.
+"""``runtime.v1.RuntimeService``: the runtime's state over :class:`Runtime`, pod sandboxes over a
+:class:`PodManager`, containers over a :class:`ContainerManager`.
 
-Containers are not served yet: every other method of the service answers
-UNIMPLEMENTED naming itself, rather than gRPC's bare "method not
+Every other method of the service (streaming, stats, checkpoints, events)
+answers UNIMPLEMENTED naming itself, rather than gRPC's bare "method not
 implemented", so a kubelet or ``crictl`` user sees what is missing.  The
-pod manager comes from a factory called on each request, so the plugin can
-build it on first use.
+managers come from factories called on each request, so the plugin can
+build them on first use.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any, Protocol
 from lamina.api.services.cri import api_pb2 as pb
 from lamina.core.errors import NotImplemented_
 from lamina.core.server import CallContext, Server
-from lamina.plugins.cri import sandbox_pb
+from lamina.plugins.cri import container_pb, sandbox_pb
+from lamina.plugins.cri.containers import ContainerFilter, ContainerManager
 from lamina.plugins.cri.pods import PodManager
 from lamina.plugins.cri.runtime import RuntimeStatus, Version
 
@@ -31,7 +33,7 @@ class RuntimeState(Protocol):
 
 
 def _unimplemented(name: str, streaming: bool) -> Callable[..., Any]:
-    error = f"CRI {name}: lamina does not serve containers yet"
+    error = f"CRI {name}: lamina does not serve this yet"
 
     async def unary(request: object, context: CallContext) -> None:
         raise NotImplemented_(error)
@@ -44,9 +46,11 @@ def _unimplemented(name: str, streaming: bool) -> Callable[..., Any]:
 
 
 class RuntimeService:
-    def __init__(self, runtime: RuntimeState, pods: Callable[[], PodManager]) -> None:
+    def __init__(self, runtime: RuntimeState, pods: Callable[[], PodManager],
+                 containers: Callable[[], ContainerManager]) -> None:
         self._runtime = runtime
         self._pods = pods
+        self._containers = containers
 
     def register(self, server: Server) -> None:
         server.add_service(SERVICE, self)
@@ -96,3 +100,59 @@ class RuntimeService:
                              context: CallContext) -> pb.ListPodSandboxResponse:
         found = await self._pods().list(sandbox_pb.filter_from_pb(request))
         return pb.ListPodSandboxResponse(items=[sandbox_pb.sandbox_to_pb(s) for s in found])
+
+    async def CreateContainer(self, request: pb.CreateContainerRequest,  # noqa: N802
+                              context: CallContext) -> pb.CreateContainerResponse:
+        config = container_pb.config_from_pb(request.config)
+        return pb.CreateContainerResponse(
+            container_id=await self._containers().create(request.pod_sandbox_id, config))
+
+    async def StartContainer(self, request: pb.StartContainerRequest,  # noqa: N802
+                             context: CallContext) -> pb.StartContainerResponse:
+        await self._containers().start(request.container_id)
+        return pb.StartContainerResponse()
+
+    async def StopContainer(self, request: pb.StopContainerRequest,  # noqa: N802
+                            context: CallContext) -> pb.StopContainerResponse:
+        await self._containers().stop(request.container_id, float(request.timeout))
+        return pb.StopContainerResponse()
+
+    async def RemoveContainer(self, request: pb.RemoveContainerRequest,  # noqa: N802
+                              context: CallContext) -> pb.RemoveContainerResponse:
+        await self._containers().remove(request.container_id)
+        return pb.RemoveContainerResponse()
+
+    async def ListContainers(self, request: pb.ListContainersRequest,  # noqa: N802
+                             context: CallContext) -> pb.ListContainersResponse:
+        found = await self._containers().list(container_pb.filter_from_pb(request))
+        return pb.ListContainersResponse(containers=[container_pb.container_to_pb(c) for c in found])
+
+    async def ContainerStatus(self, request: pb.ContainerStatusRequest,  # noqa: N802
+                              context: CallContext) -> pb.ContainerStatusResponse:
+        return container_pb.status_to_pb(await self._containers().status(request.container_id, request.verbose))
+
+    async def UpdateContainerResources(self, request: pb.UpdateContainerResourcesRequest,  # noqa: N802
+                                       context: CallContext) -> pb.UpdateContainerResourcesResponse:
+        resources = container_pb.resources_from_pb(request.linux)
+        await self._containers().update_resources(request.container_id, resources)
+        return pb.UpdateContainerResourcesResponse()
+
+    async def ReopenContainerLog(self, request: pb.ReopenContainerLogRequest,  # noqa: N802
+                                 context: CallContext) -> pb.ReopenContainerLogResponse:
+        await self._containers().reopen_log(request.container_id)
+        return pb.ReopenContainerLogResponse()
+
+    async def ExecSync(self, request: pb.ExecSyncRequest, context: CallContext) -> pb.ExecSyncResponse:  # noqa: N802
+        result = await self._containers().exec_sync(request.container_id, list(request.cmd), float(request.timeout))
+        return pb.ExecSyncResponse(stdout=result.stdout, stderr=result.stderr, exit_code=result.exit_code)
+
+    async def ContainerStats(self, request: pb.ContainerStatsRequest,  # noqa: N802
+                             context: CallContext) -> pb.ContainerStatsResponse:
+        container = await self._containers().status(request.container_id, False)
+        (found,) = await self._containers().stats(ContainerFilter(id=container.id))
+        return pb.ContainerStatsResponse(stats=container_pb.stats_to_pb(found))
+
+    async def ListContainerStats(self, request: pb.ListContainerStatsRequest,  # noqa: N802
+                                 context: CallContext) -> pb.ListContainerStatsResponse:
+        found = await self._containers().stats(container_pb.stats_filter_from_pb(request.filter))
+        return pb.ListContainerStatsResponse(stats=[container_pb.stats_to_pb(s) for s in found])

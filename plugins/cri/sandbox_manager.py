@@ -34,11 +34,11 @@ import signal
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lamina.core.errors import AlreadyExists, FailedPrecondition, InvalidArgument, LaminaError, NotFound
+from lamina.core.errors import AlreadyExists, FailedPrecondition, LaminaError, NotFound
 from lamina.core.log import get_logger
 from lamina.core.metadata.containers import Container, ContainerStore, RuntimeInfo
 from lamina.core.metadata.snapshots import SnapshotStore
-from lamina.plugins.cri import K8S_NAMESPACE, netns, sandbox_records
+from lamina.plugins.cri import K8S_NAMESPACE, netns, sandbox_records, truncindex
 from lamina.plugins.cri.config import CriConfig
 from lamina.plugins.cri.images import CriImage, ImageManager
 from lamina.plugins.cri.pod_network import PodNetwork
@@ -77,21 +77,30 @@ class SandboxManager:
         return [c for c in self._containers.list(NS) if sandbox_records.is_sandbox(c)]
 
     def _find(self, sandbox_id: str) -> Container | None:
-        """An id or a unique prefix of one (containerd's truncindex)."""
-        if not sandbox_id:
-            raise InvalidArgument("sandbox id must not be empty")
-        records = self._records()
-        exact = [c for c in records if c.id == sandbox_id]
-        matches = exact or [c for c in records if c.id.startswith(sandbox_id)]
-        if len(matches) > 1:
-            raise InvalidArgument(f"sandbox id prefix {sandbox_id!r} is ambiguous")
-        return matches[0] if matches else None
+        return truncindex.find(self._records(), sandbox_id, "sandbox")
 
     def _get(self, sandbox_id: str) -> Container:
         found = self._find(sandbox_id)
         if found is None:
             raise NotFound(f"an error occurred when try to find sandbox {json.dumps(sandbox_id)}")
         return found
+
+    def record(self, sandbox_id: str) -> Container:
+        """The sandbox's container record, for the containers made in it."""
+        return self._get(sandbox_id)
+
+    async def pid(self, sandbox_id: str) -> int:
+        """The running pause process's pid, whose namespaces the pod's containers join."""
+        try:
+            state = await self._tasks.get(NS, sandbox_id).state()
+        except NotFound:
+            state = None
+        if state is None or state.status != Status.RUNNING:
+            raise FailedPrecondition(f"sandbox container {json.dumps(sandbox_id)} is not running")
+        return state.pid
+
+    def dirs(self, sandbox_id: str) -> SandboxDirs:
+        return self._dirs(sandbox_id)
 
     def _dirs(self, sandbox_id: str) -> SandboxDirs:
         return SandboxDirs(files=os.path.join(self._root, "sandboxes", sandbox_id),

@@ -20,9 +20,9 @@ from typing import Any
 
 from lamina.client.containers import SPEC_TYPE_URL
 from lamina.core.metadata.containers import AnyValue, Container
+from lamina.plugins.cri import KIND_LABEL
 from lamina.plugins.cri.pods import PodConfig, pod_config
 
-KIND_LABEL = "io.cri-containerd.kind"
 KIND_SANDBOX = "sandbox"
 METADATA_EXTENSION = "io.cri-containerd.sandbox.metadata"
 METADATA_TYPE_URL = "github.com/containerd/cri/pkg/store/sandbox/Metadata"

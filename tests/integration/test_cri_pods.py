@@ -1,13 +1,7 @@
 """Issue 12: pod sandboxes over the CRI, on a bridge network, with the real CNI plugins and runc.
 
-laminad runs inside a network namespace the module makes (``nsenter --net``
-rather than ``ip netns exec``, which would also give laminad a mount
-namespace of its own and hide its mounts from the leak checks), so the
-bridge, veths and 10.88.0.0/16 exist only there.  host-local keeps its
-leases under the daemon's temp dir, so "the IP is released" is "that dir
-holds no address"; ``portmap``, chained after ``bridge``, puts host ports
-into that namespace's iptables.  The pause image is built offline from catatonit and
-imported into ``k8s.io``.
+The node, its network namespace and the pause image are :mod:`tests.cri_pods`'s;
+``portmap``, chained after ``bridge``, puts host ports into that namespace's iptables.
 """
 
 from __future__ import annotations
@@ -19,83 +13,28 @@ import pathlib
 import secrets
 import signal
 import subprocess
-from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from lamina.api.services.cri import api_pb2 as pb
 from tests.conftest import CTR, Runner
-from tests.cri import K8S, CriNode, cri_node, daemon_fixture  # noqa: F401 - fixtures
-from tests.images import PAUSE_NAME, write_pause_archive
+from tests.cri import K8S, CriNode, daemon_fixture  # noqa: F401 - fixtures
+from tests.cri_pods import (  # noqa: F401 - fixtures
+    NETWORK,
+    SUBNET,
+    import_archive,
+    ipam_dir,
+    need,
+    netns_fixture,
+    node_fixture,
+    pause_archive_fixture,
+    pod_config,
+    run_pod,
+)
+from tests.images import PAUSE_NAME
 
 pytestmark = pytest.mark.timeout(180)
-
-SUBNET = ipaddress.ip_network("10.88.0.0/16")
-NETWORK = "lamina-pods"
-
-
-def _need(*tools: str) -> None:
-    for tool in tools:
-        if not os.path.exists(tool):
-            pytest.skip(f"{tool} is not installed")
-
-
-@pytest.fixture(scope="module")
-def netns() -> Iterator[str]:
-    """A network namespace of the module's own, with its loopback up."""
-    _need("/usr/bin/catatonit", "/usr/lib/cni/bridge", "/usr/bin/unshare", CTR)
-    name = f"lamina-t-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
-
-
-def _ipam_dir(node: CriNode) -> str:
-    return f"{node.daemon.base}/ipam"
-
-
-def _write_conflist(node: CriNode) -> None:
-    conflist = {"cniVersion": "1.0.0", "name": NETWORK, "plugins": [
-        {"type": "bridge", "bridge": f"lt{secrets.token_hex(3)}", "isGateway": True,
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": str(SUBNET)}]], "dataDir": _ipam_dir(node)}},
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-    ]}
-    os.makedirs(node.conf_dir)
-    with open(f"{node.conf_dir}/10-pods.conflist", "w") as f:
-        json.dump(conflist, f)
-
-
-@pytest.fixture(scope="module")
-def pause_archive(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return write_pause_archive(str(tmp_path_factory.mktemp("images") / "pause.tar"))
-
-
-@pytest.fixture(scope="module", name="node")
-def node_fixture(netns: str, pause_archive: str) -> Iterator[CriNode]:
-    config = f'sandbox_image = "{PAUSE_NAME}"\nrestrict_oom_score_adj = true'
-    with cri_node(config, launcher=["nsenter", f"--net=/run/netns/{netns}"], prepare=_write_conflist) as node:
-        _import_pause(node, pause_archive)
-        yield node
-
-
-def _import_pause(node: CriNode, archive: str) -> None:
-    subprocess.run([CTR, "-a", node.daemon.address, "-n", K8S, "images", "import", archive], check=True,
-                   capture_output=True, timeout=60)
-
-
-def _config(name: str, **kwargs: object) -> pb.PodSandboxConfig:
-    uid = secrets.token_hex(4)
-    return pb.PodSandboxConfig(metadata=pb.PodSandboxMetadata(name=name, namespace="lamina-test", uid=uid),
-                               **kwargs)  # type: ignore[arg-type]
-
-
-def _run(node: CriNode, config: pb.PodSandboxConfig) -> str:
-    return str(node.runtime.RunPodSandbox(pb.RunPodSandboxRequest(config=config)).pod_sandbox_id)
-
 
 def _status(node: CriNode, pod: str) -> tuple[pb.PodSandboxStatus, dict[str, object]]:
     response = node.runtime.PodSandboxStatus(pb.PodSandboxStatusRequest(pod_sandbox_id=pod, verbose=True))
@@ -111,7 +50,7 @@ def _netns_path(info: dict[str, object]) -> str:
 def _leases(node: CriNode) -> list[str]:
     """host-local's leases: one file per address handed out."""
     try:
-        names = os.listdir(f"{_ipam_dir(node)}/{NETWORK}")
+        names = os.listdir(f"{ipam_dir(node)}/{NETWORK}")
     except FileNotFoundError:
         return []
     return [n for n in names if n[0].isdigit() and not n.startswith("last_reserved_ip")]
@@ -137,7 +76,7 @@ def _ids(node: CriNode, **kwargs: object) -> set[str]:
 
 def test_pod_on_the_bridge_network_from_run_to_remove(node: CriNode, netns: str) -> None:
     dns = pb.DNSConfig(servers=["10.96.0.10"], searches=["svc.cluster.local"], options=["ndots:5"])
-    pod = _run(node, _config("web", hostname="web-0", dns_config=dns, labels={"app": "web"},
+    pod = run_pod(node, pod_config("web", hostname="web-0", dns_config=dns, labels={"app": "web"},
                              annotations={"note": "x"}, log_directory="/tmp/pods/web"))
     status, info = _status(node, pod)
     assert status.state == pb.SANDBOX_READY
@@ -188,9 +127,9 @@ def _nat_rules(netns: str) -> str:
 
 def test_host_ports_through_the_chained_portmap_plugin(node: CriNode, netns: str) -> None:
     """portmap needs the bridge's result as ``prevResult`` on ADD and DEL: the chain is run as libcni runs it."""
-    _need("/usr/sbin/iptables")
+    need("/usr/sbin/iptables")
     ports = [pb.PortMapping(protocol=pb.TCP, container_port=80, host_port=18080)]
-    pod = _run(node, _config("ported", port_mappings=ports))
+    pod = run_pod(node, pod_config("ported", port_mappings=ports))
     ip = _status(node, pod)[0].network.ip
     assert f"--dport 18080 -j DNAT --to-destination {ip}:80" in _nat_rules(netns)
     node.runtime.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=pod))
@@ -199,29 +138,29 @@ def test_host_ports_through_the_chained_portmap_plugin(node: CriNode, netns: str
 
 
 def test_a_pods_name_is_reserved_until_it_is_removed(node: CriNode) -> None:
-    config = _config("twin")
-    pod = _run(node, config)
+    config = pod_config("twin")
+    pod = run_pod(node, config)
     with pytest.raises(grpc.RpcError) as caught:
-        _run(node, config)
+        run_pod(node, config)
     assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
     name = f"twin_lamina-test_{config.metadata.uid}_0"
     assert f'failed to reserve sandbox name "{name}": name "{name}" is reserved for "{pod}"' in caught.value.details()
     _remove(node, pod)
-    again = _run(node, config)
+    again = run_pod(node, config)
     _remove(node, again)
 
 
 def test_a_pod_that_failed_to_start_stays_not_ready_holding_its_name(node: CriNode, netns: str) -> None:
-    config = _config("broken", linux=pb.LinuxPodSandboxConfig(sysctls={"net.ipv4.no_such_sysctl": "1"}))
+    config = pod_config("broken", linux=pb.LinuxPodSandboxConfig(sysctls={"net.ipv4.no_such_sysctl": "1"}))
     with pytest.raises(grpc.RpcError) as caught:
-        _run(node, config)
+        run_pod(node, config)
     assert "no_such_sysctl" in caught.value.details()
     (pod,) = _ids(node)
     status, _ = _status(node, pod)
     assert (status.state, status.network.ip) == (pb.SANDBOX_NOTREADY, "")
     assert _leases(node) == [] and _veths(netns) == []
     with pytest.raises(grpc.RpcError) as again:
-        _run(node, config)
+        run_pod(node, config)
     assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS and pod in again.value.details()
     node.runtime.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=pod))
     assert _ids(node) == set()
@@ -232,7 +171,7 @@ def test_without_a_conflist_a_pod_fails_naming_the_cause(node: CriNode) -> None:
     os.rename(conflist, f"{conflist}.off")
     try:
         with pytest.raises(grpc.RpcError) as caught:
-            _run(node, _config("netless"))
+            run_pod(node, pod_config("netless"))
     finally:
         os.rename(f"{conflist}.off", conflist)
     assert "cni plugin not initialized" in caught.value.details()
@@ -245,7 +184,7 @@ def test_without_a_conflist_a_pod_fails_naming_the_cause(node: CriNode) -> None:
 
 
 def test_pods_survive_a_killed_daemon(node: CriNode) -> None:
-    pod = _run(node, _config("durable"))
+    pod = run_pod(node, pod_config("durable"))
     ip = _status(node, pod)[0].network.ip
     node.daemon.stop(signal.SIGKILL)
     node.daemon.start()
@@ -258,7 +197,7 @@ def test_pods_survive_a_killed_daemon(node: CriNode) -> None:
 def test_host_network_pod_needs_no_cni(node: CriNode) -> None:
     options = pb.NamespaceOption(network=pb.NODE)
     linux = pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(namespace_options=options))
-    pod = _run(node, _config("host", linux=linux))
+    pod = run_pod(node, pod_config("host", linux=linux))
     status, info = _status(node, pod)
     assert (status.state, status.network.ip, _netns_path(info)) == (pb.SANDBOX_READY, "", "")
     assert status.linux.namespaces.options.network == pb.NODE
@@ -273,17 +212,17 @@ def test_a_missing_pause_image_is_named(node: CriNode, pause_archive: str) -> No
     ctr("images", "rm", PAUSE_NAME)
     try:
         with pytest.raises(grpc.RpcError) as caught:
-            _run(node, _config("imageless"))
+            run_pod(node, pod_config("imageless"))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
         assert f'failed to get sandbox image "{PAUSE_NAME}"' in caught.value.details()
         assert _ids(node) == set()
     finally:
-        _import_pause(node, pause_archive)
+        import_archive(node, pause_archive)
 
 
 def test_list_filters(node: CriNode) -> None:
-    a = _run(node, _config("a", labels={"tier": "front", "app": "shop"}))
-    b = _run(node, _config("b", labels={"tier": "back", "app": "shop"}))
+    a = run_pod(node, pod_config("a", labels={"tier": "front", "app": "shop"}))
+    b = run_pod(node, pod_config("b", labels={"tier": "back", "app": "shop"}))
     try:
         assert _ids(node) == {a, b}
         assert _ids(node, id=a) == {a} and _ids(node, id=b[:12]) == {b} and _ids(node, id="0" * 64) == set()

@@ -73,11 +73,11 @@ def test_update_runtime_config_keeps_the_pod_cidr(node: CriNode) -> None:
     assert json.loads(info["podCIDRs"]) == ["10.244.0.0/24", "fd00:10:244::/64"]
 
 
-def test_containers_answer_unimplemented_by_name(node: CriNode) -> None:
+def test_methods_not_served_answer_unimplemented_by_name(node: CriNode) -> None:
     with pytest.raises(grpc.RpcError) as raised:
-        node.runtime.CreateContainer(pb.CreateContainerRequest())
+        node.runtime.Attach(pb.AttachRequest())
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert raised.value.details() == "CRI CreateContainer: lamina does not serve containers yet: not implemented"
+    assert raised.value.details() == "CRI Attach: lamina does not serve this yet: not implemented"
     with pytest.raises(grpc.RpcError) as raised:
         next(iter(node.runtime.GetContainerEvents(pb.GetEventsRequest())))
     assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
