@@ -11,7 +11,8 @@ import pytest
 
 from lamina.client import platforms
 from lamina.client.remotes import media
-from lamina.client.remotes.auth import docker_config_credentials, parse_challenges
+from lamina.client.remotes.auth import parse_challenges
+from lamina.client.remotes.dockerconfig import docker_config_credentials
 from lamina.client.remotes.hosts import HostOptions, hosts_for
 from lamina.client.remotes.pusher import mount_candidate
 from lamina.client.remotes.reference import parse
