@@ -33,6 +33,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,6 +42,7 @@ from tests.waiting import eventually
 
 REGISTRY = "/usr/bin/docker-registry"
 HTPASSWD = "/usr/bin/htpasswd"
+OPENSSL = "/usr/bin/openssl"
 SERVICE = "lamina-test-registry"
 ISSUER = "lamina-test-token-server"
 USER, PASSWORD = "tester", "s3cret-pass"
@@ -128,6 +130,37 @@ http:
 def drop_registry(registry: Registry) -> None:
     registry.stop()
     shutil.rmtree(registry.base, ignore_errors=True)
+
+
+# -- certificates -----------------------------------------------------------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def make_certificates(where: Path) -> None:
+    """``ca.pem``/``ca.key`` and ``server.pem``/``server.key`` (SAN ``IP:127.0.0.1``), EC P-256, 2 days."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=lamina test CA", cwd=where)
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=where)
+    (where / "server.ext").write_text(
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n"
+        "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "server.pem", "-days", "2", "-extfile", "server.ext", cwd=where)
+
+
+def make_client_certificate(where: Path) -> None:
+    """``client.pem``/``client.key`` (``clientAuth``), signed by ``make_certificates``' CA in ``where``."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=lamina test client", cwd=where)
+    (where / "client.ext").write_text("basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+                                      "extendedKeyUsage = clientAuth\n")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "client.pem", "-days", "2", "-extfile", "client.ext", cwd=where)
 
 
 # -- token server -----------------------------------------------------------------------------------

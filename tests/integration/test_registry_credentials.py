@@ -21,16 +21,18 @@ import pytest
 from tests.conftest import Runner, own_daemon
 from tests.fixtures_registry import (  # noqa: F401 - fixtures
     IDENTITY_TOKEN,
+    OPENSSL,
     PASSWORD,
     USER,
     Registry,
     TokenServer,
     drop_registry,
     htpasswd_registry_fixture,
+    make_certificates,
+    make_client_certificate,
     make_registry,
     token_registry_fixture,
 )
-from tests.integration.test_registry_tls import OPENSSL, _openssl, make_certificates
 
 BUSYBOX = "docker.io/library/busybox:latest"
 
@@ -166,12 +168,7 @@ def mtls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, P
         pytest.skip("openssl is not installed (apt-get install openssl)")
     certs = tmp_path_factory.mktemp("mtls")
     make_certificates(certs)
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=lamina test client", cwd=certs)
-    (certs / "client.ext").write_text("basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
-                                      "extendedKeyUsage = clientAuth\n")
-    _openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "client.pem", "-days", "2", "-extfile", "client.ext", cwd=certs)
+    make_client_certificate(certs)
     registry = make_registry(tls=(str(certs / "server.pem"), str(certs / "server.key")),
                              client_ca=str(certs / "ca.pem"))
     yield registry, certs
