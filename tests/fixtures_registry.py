@@ -33,6 +33,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,9 +42,11 @@ from tests.waiting import eventually
 
 REGISTRY = "/usr/bin/docker-registry"
 HTPASSWD = "/usr/bin/htpasswd"
+OPENSSL = "/usr/bin/openssl"
 SERVICE = "lamina-test-registry"
 ISSUER = "lamina-test-token-server"
 USER, PASSWORD = "tester", "s3cret-pass"
+IDENTITY_TOKEN = "lamina-identity-token-5f1c"  # the refresh token the token server takes in an OAuth POST
 
 
 def free_port() -> int:
@@ -91,10 +94,11 @@ class Registry:
             return f.read()[-10000:]
 
 
-def make_registry(auth: str = "", tls: tuple[str, str] | None = None) -> Registry:
+def make_registry(auth: str = "", tls: tuple[str, str] | None = None, client_ca: str = "") -> Registry:
     """A started registry; ``auth`` is ``""``, or a YAML ``auth:`` block (already indented).
 
-    ``tls`` is a (certificate, key) pair of PEM files: the registry then serves HTTPS only.
+    ``tls`` is a (certificate, key) pair of PEM files: the registry then serves HTTPS only, and with
+    ``client_ca`` (``http.tls.clientcas``) requires client certificates that CA signed.
     """
     if not os.path.exists(REGISTRY):
         pytest.skip("Debian's docker-registry is not installed (apt-get install docker-registry)")
@@ -102,6 +106,8 @@ def make_registry(auth: str = "", tls: tuple[str, str] | None = None) -> Registr
     port = free_port()
     config = os.path.join(base, "config.yml")
     tls_block = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
+    if tls and client_ca:
+        tls_block += f"    clientcas:\n      - {client_ca}\n"
     with open(config, "w") as f:
         f.write(f"""version: 0.1
 log:
@@ -126,6 +132,37 @@ def drop_registry(registry: Registry) -> None:
     shutil.rmtree(registry.base, ignore_errors=True)
 
 
+# -- certificates -----------------------------------------------------------------------------------
+
+
+def openssl(*args: str, cwd: Path) -> None:
+    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=30)
+
+
+def make_certificates(where: Path) -> None:
+    """``ca.pem``/``ca.key`` and ``server.pem``/``server.key`` (SAN ``IP:127.0.0.1``), EC P-256, 2 days."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+             "-subj", "/CN=lamina test CA", cwd=where)
+    openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=where)
+    (where / "server.ext").write_text(
+        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n"
+        "keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n"
+        "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "server.pem", "-days", "2", "-extfile", "server.ext", cwd=where)
+
+
+def make_client_certificate(where: Path) -> None:
+    """``client.pem``/``client.key`` (``clientAuth``), signed by ``make_certificates``' CA in ``where``."""
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    openssl("req", *ec, "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=lamina test client", cwd=where)
+    (where / "client.ext").write_text("basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+                                      "extendedKeyUsage = clientAuth\n")
+    openssl("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "client.pem", "-days", "2", "-extfile", "client.ext", cwd=where)
+
+
 # -- token server -----------------------------------------------------------------------------------
 
 
@@ -135,12 +172,13 @@ def _b64(data: bytes) -> str:
 
 @dataclass
 class TokenServer:
-    """Issues registry tokens at ``realm``; only to ``USER``/``PASSWORD`` unless ``anonymous_pull``."""
+    """Issues registry tokens at ``realm``: by GET to ``USER``/``PASSWORD``, by OAuth POST for ``IDENTITY_TOKEN``."""
 
     port: int
     key: object
     kid: str
     issued: list[str] = field(default_factory=list)
+    oauth: list[str] = field(default_factory=list)  # scopes of tokens issued for an identity token
     server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -208,8 +246,26 @@ def start_token_server(cert_path: str) -> TokenServer:
                 self.end_headers()
                 self.wfile.write(b'{"details":"invalid credentials"}')
                 return
-            token = tokens.token(query.get("scope", []))
-            tokens.issued.append(" ".join(query.get("scope", [])))
+            self._issue(query.get("scope", []))
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            """OAuth2 (``distribution``'s token spec): only the ``refresh_token`` grant, for ``IDENTITY_TOKEN``."""
+            length = int(self.headers.get("Content-Length") or 0)
+            form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+            if urllib.parse.urlsplit(self.path).path != "/token" or form.get("service") != [SERVICE]:
+                self.send_error(404)
+                return
+            if form.get("grant_type") != ["refresh_token"] or form.get("refresh_token") != [IDENTITY_TOKEN]:
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            tokens.oauth.append(form.get("scope", [""])[0])
+            self._issue(form.get("scope", [""])[0].split())
+
+        def _issue(self, scopes: list[str]) -> None:
+            token = tokens.token(scopes)
+            tokens.issued.append(" ".join(scopes))
             body = json.dumps({"token": token, "access_token": token, "expires_in": 600}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")

@@ -25,16 +25,21 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def registry_options(command: F) -> F:
-    """``ctr``'s registry flags: ``--plain-http``, ``--skip-verify``, ``--tlscacert``, ``--user``, ``--hosts-dir``,
-    ``--platform``."""
+    """``ctr``'s registry flags: ``--plain-http``, ``--skip-verify``, ``--tlscacert``, ``--tlscert``, ``--tlskey``,
+    ``--user``, ``--hosts-dir``, ``--platform``."""
     for option in reversed([
         click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS, to the registry."),
         click.option("--skip-verify", "-k", is_flag=True, help="Do not verify the registry's TLS certificate."),
         click.option("--tlscacert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
                      help="Also trust this CA certificate (PEM) for the registry's TLS certificate."),
+        click.option("--tlscert", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+                     help="Client certificate (PEM) to show registries that ask for one; needs --tlskey."),
+        click.option("--tlskey", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+                     help="Private key (PEM) of the --tlscert client certificate."),
         click.option("--user", "-u", metavar="USER[:PASSWORD]",
                      help="Registry credentials (asks for the password on a TTY when left out). "
-                          "Default: those in ~/.docker/config.json."),
+                          "Default: Docker's, from $DOCKER_CONFIG/config.json (~/.docker/config.json) "
+                          "and its credential helpers."),
         click.option("--hosts-dir", metavar="DIR", default="",
                      help="containerd-style hosts directory for mirrors and TLS: DIR/<host>/hosts.toml, "
                           "or Docker's certs.d files (ca.crt, client.cert/client.key)."),
@@ -54,15 +59,18 @@ def user_and_secret(user: str) -> tuple[str, str]:
 
 
 def make_session(plain_http: bool, skip_verify: bool, user: str | None, hosts_dir: str,
-                 tlscacert: str | None = None) -> Session:
+                 tlscacert: str | None = None, tlscert: str | None = None, tlskey: str | None = None) -> Session:
     from lamina.client.remotes import Authorizer, HostOptions, Session, docker_config_credentials, static_credentials
 
+    if bool(tlscert) != bool(tlskey):  # as ctr: a certificate is no use without its key
+        raise click.UsageError("--tlscert and --tlskey must be given together")
     if user:
         credentials = static_credentials(*user_and_secret(user))
     else:
         credentials = docker_config_credentials()
     options = HostOptions(plain_http=plain_http, skip_verify=skip_verify, hosts_dir=hosts_dir,
-                          ca=(tlscacert,) if tlscacert else ())
+                          ca=(tlscacert,) if tlscacert else (),
+                          client_cert=((tlscert, tlskey),) if tlscert and tlskey else ())
     return Session(options, Authorizer(credentials))
 
 
@@ -114,7 +122,8 @@ def progress_reporter() -> Iterator[Reporter]:
               "else overlayfs).")
 @click.option("--no-unpack", is_flag=True, help="Only fetch and record the image.")
 @click.argument("ref")
-def pull(plain_http: bool, skip_verify: bool, tlscacert: str | None, user: str | None, hosts_dir: str,
+def pull(plain_http: bool, skip_verify: bool, tlscacert: str | None, tlscert: str | None, tlskey: str | None,
+         user: str | None, hosts_dir: str,
          platform_specs: tuple[str, ...], all_platforms: bool, snapshotter: str, no_unpack: bool, ref: str) -> None:
     """Pull image REF from its registry into the content store, record it, and unpack it."""
     from lamina.cli.session import run
@@ -128,7 +137,7 @@ def pull(plain_http: bool, skip_verify: bool, tlscacert: str | None, user: str |
                           unpack=not no_unpack, snapshotter=snapshotter)
 
     async def work(client: Client) -> str:
-        async with make_session(plain_http, skip_verify, user, hosts_dir, tlscacert) as session:
+        async with make_session(plain_http, skip_verify, user, hosts_dir, tlscacert, tlscert, tlskey) as session:
             with progress_reporter() as report:
                 image = await do_pull(client, session, ref, options, report)
         return f"{image.name} {image.target.digest}"

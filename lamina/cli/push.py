@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 @registry_options
 @click.argument("ref")
 @click.argument("local", required=False, default="")
-def push(plain_http: bool, skip_verify: bool, tlscacert: str | None, user: str | None, hosts_dir: str,
+def push(plain_http: bool, skip_verify: bool, tlscacert: str | None, tlscert: str | None, tlskey: str | None,
+         user: str | None, hosts_dir: str,
          platform_specs: tuple[str, ...], ref: str, local: str) -> None:
     """Push the local image LOCAL (default: REF) to the registry as REF."""
     from lamina.cli.session import run
@@ -28,7 +29,7 @@ def push(plain_http: bool, skip_verify: bool, tlscacert: str | None, user: str |
     wanted = tuple(platforms.parse(p) for p in platform_specs) or None
 
     async def work(client: Client) -> str:
-        async with make_session(plain_http, skip_verify, user, hosts_dir, tlscacert) as session:
+        async with make_session(plain_http, skip_verify, user, hosts_dir, tlscacert, tlscert, tlskey) as session:
             with progress_reporter() as report:
                 root = await do_push(client, session, ref, local, wanted=wanted, report=report)
         return f"{ref} {root.digest}"

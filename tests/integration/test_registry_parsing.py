@@ -5,13 +5,17 @@ No daemon and no registry; kept beside the registry tests because they share the
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 
 from lamina.client import platforms
 from lamina.client.remotes import media
-from lamina.client.remotes.auth import docker_config_credentials, parse_challenges
+from lamina.client.remotes.auth import parse_challenges
+from lamina.client.remotes.dockerconfig import docker_config_credentials
+from lamina.client.remotes.errors import Unauthorized
 from lamina.client.remotes.hosts import HostOptions, hosts_for
 from lamina.client.remotes.pusher import mount_candidate
 from lamina.client.remotes.reference import parse
@@ -94,6 +98,24 @@ def test_docker_config(tmp_path: object) -> None:
     assert lookup("docker.io") == ("u", "p")
     assert lookup("h:1") == ("a", "b")
     assert lookup("other") is None
+
+
+def test_docker_config_keys_as_docker(tmp_path: Path) -> None:
+    """An ``auths`` key matches after dropping scheme and path; an identity token wins over a password
+    and comes back with an empty username; a malformed ``auth`` is an error that shows no part of it."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"auths": {
+        "http://h:5000/v2/": {"auth": base64.b64encode(b"a:b").decode()},
+        "index.docker.io": {"identitytoken": "tok", "auth": base64.b64encode(b"u:p").decode()},
+        "bad:1": {"auth": "c2VjcmV0LW5vLWNvbG9u"},
+    }}))
+    lookup = docker_config_credentials(str(path))
+    assert lookup("h:5000") == ("a", "b")
+    assert lookup("h") is None
+    assert lookup("docker.io") == ("", "tok")
+    with pytest.raises(Unauthorized) as raised:
+        lookup("bad:1")
+    assert "c2VjcmV0" not in str(raised.value) and "secret" not in str(raised.value)
 
 
 def test_mount_candidate_and_ref_keys() -> None:

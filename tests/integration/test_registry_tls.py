@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,10 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Runner, own_daemon
-from tests.fixtures_registry import Registry, drop_registry, make_registry
+from tests.fixtures_registry import OPENSSL, Registry, drop_registry, make_certificates, make_registry
 
 BUSYBOX = "docker.io/library/busybox:latest"
-OPENSSL = "/usr/bin/openssl"
 
 
 @dataclass
@@ -37,24 +35,6 @@ class TLSRegistry:
     @property
     def host(self) -> str:
         return self.registry.host
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run([OPENSSL, *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def make_certificates(where: Path) -> None:
-    """``ca.pem``/``ca.key`` and ``server.pem``/``server.key`` (SAN ``IP:127.0.0.1``), EC P-256, 2 days."""
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=lamina test CA", cwd=where)
-    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1", cwd=where)
-    (where / "server.ext").write_text(
-        "subjectAltName = IP:127.0.0.1\nbasicConstraints = critical, CA:FALSE\n"
-        "keyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\n"
-        "subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-             "-out", "server.pem", "-days", "2", "-extfile", "server.ext", cwd=where)
 
 
 @pytest.fixture(scope="module")

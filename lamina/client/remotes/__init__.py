@@ -6,7 +6,8 @@
 live in :mod:`lamina.client.pull` and :mod:`lamina.client.push`.
 """
 
-from lamina.client.remotes.auth import Authorizer, docker_config_credentials, static_credentials
+from lamina.client.remotes.auth import Authorizer, static_credentials
+from lamina.client.remotes.dockerconfig import docker_config_credentials
 from lamina.client.remotes.errors import Forbidden, RegistryFailure, Unauthorized
 from lamina.client.remotes.hosts import HostOptions, RegistryHost
 from lamina.client.remotes.pusher import Pusher

@@ -6,15 +6,15 @@ credentials gets a 401 whose ``WWW-Authenticate`` names the scheme.  For
 ``Bearer`` a token is fetched from ``realm`` with the challenge's ``service``
 and the request's ``scope`` (``repository:<path>:pull[,push]``), using the
 credentials (if any) as Basic auth on the token request, and cached per host
-and scope.  Credentials come from ``--user`` or, as Docker stores them, from
-``$DOCKER_CONFIG/config.json`` (``~/.docker/config.json``).
+and scope.  An identity token is instead sent as an OAuth2 ``refresh_token``
+grant in a POST to ``realm`` (``auth.FetchTokenWithOAuth``), falling back to
+the GET on 400/401/404 as containerd does.  Credentials come from ``--user``
+or from Docker's config (:mod:`~lamina.client.remotes.dockerconfig`).
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,13 +22,15 @@ from dataclasses import dataclass
 import httpx
 
 from lamina.client.remotes.errors import Unauthorized
-from lamina.client.remotes.reference import DOCKER_HUB, DOCKER_HUB_API
 
-#: Maps a registry host ("127.0.0.1:5000") to (username, secret), or None for anonymous.
+#: Maps a registry host ("127.0.0.1:5000") to (username, secret), or None for anonymous; an empty
+#: username means the secret is an identity (OAuth refresh) token.
 CredentialsFunc = Callable[[str], tuple[str, str] | None]
 
+#: containerd's client_id, and the POST answers after which it retries with a GET (remotes/docker/authorizer.go)
+OAUTH_CLIENT_ID = "containerd-client"
+OAUTH_FALLBACK = frozenset({400, 401, 404})
 _PARAM = re.compile(r'([a-zA-Z_]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))')
-_DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", DOCKER_HUB, DOCKER_HUB_API)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,38 +58,6 @@ def static_credentials(user: str, secret: str) -> CredentialsFunc:
     return lambda _host: (user, secret)
 
 
-def docker_config_credentials(path: str | None = None) -> CredentialsFunc:
-    """Credentials stored by ``docker login`` (inline ``auth`` or ``username``/``password``).
-
-    Credential helpers (``credsStore``, ``credHelpers``) are not run.
-    """
-    if path is None:
-        path = os.path.join(os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker"), "config.json")
-    try:
-        with open(path) as f:
-            auths = json.load(f).get("auths") or {}
-    except (OSError, ValueError):
-        auths = {}
-
-    def lookup(host: str) -> tuple[str, str] | None:
-        keys = _DOCKER_HUB_KEYS if host in (DOCKER_HUB, DOCKER_HUB_API) else (host, f"https://{host}",
-                                                                                f"http://{host}")
-        for key in keys:
-            entry = auths.get(key)
-            if not entry:
-                continue
-            if entry.get("auth"):
-                user, _, secret = base64.b64decode(entry["auth"]).decode().partition(":")
-                return user, secret
-            if entry.get("username"):
-                return entry["username"], entry.get("password", "")
-            if entry.get("identitytoken"):
-                return "", entry["identitytoken"]
-        return None
-
-    return lookup
-
-
 def basic_header(user: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
 
@@ -106,8 +76,8 @@ class Authorizer:
         if challenge is None:
             return None
         if challenge.scheme == "basic":
-            creds = self._credentials(host)
-            return basic_header(*creds) if creds else None
+            creds = self._credentials(host)  # an identity token is no Basic credential
+            return basic_header(*creds) if creds and creds[0] else None
         token = self._tokens.get((host, scope))
         return f"Bearer {token}" if token else None
 
@@ -133,28 +103,34 @@ class Authorizer:
 
     async def _fetch_token(self, http: httpx.AsyncClient, host: str, challenge: Challenge, scope: str,
                            what: str) -> str:
-        params: list[tuple[str, str | int | float | bool | None]] = []
-        if challenge.params.get("service"):
-            params.append(("service", challenge.params["service"]))
-        for item in scope.split(" ") if scope else challenge.params.get("scope", "").split(" "):
-            if item:
-                params.append(("scope", item))
-        headers = {}
+        realm = challenge.params["realm"]
+        scopes = [item for item in (scope or challenge.params.get("scope", "")).split(" ") if item]
+        service = challenge.params.get("service", "")
         creds = self._credentials(host)
-        if creds:
-            headers["Authorization"] = basic_header(*creds)
         try:
-            response = await http.get(challenge.params["realm"], params=params, headers=headers)
+            if creds and not creds[0]:  # an identity token: containerd's OAuth POST first
+                form = {"grant_type": "refresh_token", "refresh_token": creds[1], "service": service,
+                        "client_id": OAUTH_CLIENT_ID, **({"scope": " ".join(scopes)} if scopes else {})}
+                response = await http.post(realm, data=form)
+                if response.status_code not in OAUTH_FALLBACK:
+                    return _token(response, realm, what)
+            params = ([("service", service)] if service else []) + [("scope", item) for item in scopes]
+            headers = {"Authorization": basic_header(*creds)} if creds else {}
+            response = await http.get(realm, params=params, headers=headers)
         except httpx.HTTPError as exc:
-            raise Unauthorized(f"{what}: fetching a token from {challenge.params['realm']}: {exc}") from exc
-        if response.status_code != 200:
-            raise Unauthorized(f"{what}: token server {challenge.params['realm']} answered "
-                               f"{response.status_code} {response.reason_phrase}")
-        try:
-            body = response.json()
-            token = body.get("token") or body.get("access_token")
-        except ValueError:
-            token = None
-        if not token:
-            raise Unauthorized(f"{what}: token server {challenge.params['realm']} sent no token")
-        return str(token)
+            raise Unauthorized(f"{what}: fetching a token from {realm}: {exc}") from exc
+        return _token(response, realm, what)
+
+
+def _token(response: httpx.Response, realm: str, what: str) -> str:
+    """The token of a token server's answer (``token``, or OAuth's ``access_token``)."""
+    if response.status_code != 200:
+        raise Unauthorized(f"{what}: token server {realm} answered {response.status_code} {response.reason_phrase}")
+    try:
+        body = response.json()
+        token = body.get("token") or body.get("access_token")
+    except (ValueError, AttributeError):
+        token = None
+    if not token:
+        raise Unauthorized(f"{what}: token server {realm} sent no token")
+    return str(token)

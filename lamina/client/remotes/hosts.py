@@ -50,12 +50,14 @@ class RegistryHost:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostOptions:
-    """The command line's say: ``--plain-http``, ``--skip-verify``, ``--hosts-dir``, ``--tlscacert``."""
+    """The command line's say: ``--plain-http``, ``--skip-verify``, ``--hosts-dir``, ``--tlscacert``,
+    ``--tlscert``/``--tlskey``."""
 
     plain_http: bool = False
     skip_verify: bool = False
     hosts_dir: str = ""
     ca: tuple[str, ...] = ()  # CA files trusted for every host, besides the system's and hosts.toml's
+    client_cert: tuple[tuple[str, str], ...] = ()  # (cert, key) offered to every host, besides hosts.toml's
     # containerd's ConfigureHosts with no DefaultScheme, as the CRI resolver uses it: a loopback
     # registry without a hosts.toml is spoken to over plain HTTP (remotes/docker/config/hosts.go)
     localhost_plain_http: bool = False
@@ -93,7 +95,7 @@ def _entry(url: str, table: Mapping[str, Any], default_caps: frozenset[str], opt
     return RegistryHost(
         scheme=parts.scheme, host=parts.netloc, path=path, capabilities=caps,
         ca=options.ca + tuple(os.path.join(base, ca) for ca in _list(table.get("ca"))),
-        client_cert=_client_certs(table.get("client"), base),
+        client_cert=options.client_cert + _client_certs(table.get("client"), base),
         skip_verify=bool(table.get("skip_verify", False)) or options.skip_verify,
         headers=MappingProxyType(headers),
     )

@@ -4,7 +4,7 @@ As ``remotes/docker/resolver.go``'s ``doWithRetries``: a 401 is answered once
 by the :class:`~lamina.client.remotes.auth.Authorizer`; 429 and 5xx answers
 and broken connections are retried with exponential back-off (100 ms
 doubling, 5 tries), as long as the request body can be replayed; a TLS
-certificate that does not verify fails at once.
+certificate that does not verify, or a TLS alert from the registry, fails at once.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import httpx
 from lamina.client.remotes.auth import Authorizer
 from lamina.client.remotes.errors import Forbidden, RegistryFailure, Unauthorized
 from lamina.client.remotes.hosts import HostOptions, RegistryHost, hosts_for
-from lamina.core.errors import NotFound
+from lamina.core.errors import InvalidArgument, NotFound
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
@@ -37,10 +37,11 @@ def push_scope(repository: str) -> str:
 
 
 def _bad_certificate(exc: BaseException) -> bool:
-    """Whether a transport error is a certificate that did not verify: retrying will not change it."""
+    """Whether a transport error is a TLS refusal (a certificate that did not verify, or the registry's
+    alert, such as a missing client certificate): retrying will not change it.  An abrupt EOF may."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError):
+        if isinstance(seen, ssl.SSLError) and not isinstance(seen, ssl.SSLEOFError):
             return True
         seen = seen.__cause__ or seen.__context__
     return False
@@ -103,10 +104,14 @@ class Session:
             verify: ssl.SSLContext | bool = True
             if host.scheme == "https":
                 verify = ssl.create_default_context()
-                for ca in host.ca:
-                    verify.load_verify_locations(cafile=ca)
-                for cert, keyfile in host.client_cert:
-                    verify.load_cert_chain(cert, keyfile or None)
+                try:
+                    for ca in host.ca:
+                        verify.load_verify_locations(cafile=ca)
+                    for cert, keyfile in host.client_cert:
+                        verify.load_cert_chain(cert, keyfile or None)
+                except (OSError, ssl.SSLError) as exc:
+                    raise InvalidArgument(f"TLS files for {host.host} (CAs {list(host.ca)}, client "
+                                          f"certificates {list(host.client_cert)}): {exc}") from None
                 if host.skip_verify:
                     verify.check_hostname = False
                     verify.verify_mode = ssl.CERT_NONE
@@ -134,7 +139,7 @@ class Session:
             request = client.build_request(method, url, headers=all_headers, content=content)
             try:
                 response = await client.send(request, stream=True)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, ssl.SSLError) as exc:  # httpcore lets a TLS alert on read through as is
                 replayable = body is None or callable(body) or isinstance(body, bytes)
                 if attempt < self._retries and replayable and not _bad_certificate(exc):
                     attempt += 1
