@@ -59,6 +59,18 @@ class Ctr:
         found = self.task(id_)
         return found is not None and found[0] != old_pid and found[1] == "RUNNING"
 
+    def monitor_round_done(self, marker: str) -> None:
+        """Return once a whole round of the monitor began after the call and finished.
+
+        A container labelled running is started by the first round at least an interval
+        after it was made, so that round began after the call; rounds run one after
+        another, so once a second marker made after that is started, the round has finished.
+        """
+        for id_ in (f"{marker}a", f"{marker}b"):
+            self("containers", "create", "--label", f"{STATUS}=running", IMAGE, id_, "sleep", "1000")
+            eventually(lambda id_=id_: (t := self.task(id_)) is not None and t[1] == "RUNNING", WAIT,
+                       what=f"the monitor to start {id_}")
+
     def removed(self, id_: str) -> bool:
         self("tasks", "rm", "-f", id_, check=False)
         return self("containers", "rm", id_, check=False).returncode == 0
@@ -100,12 +112,19 @@ def test_removing_the_label_stops_restarts(ctr: Ctr) -> None:
     ctr("containers", "label", "r2", f"{STATUS}=")
     stopped = eventually(lambda: (t := ctr.task("r2")) is not None and t[1] == "STOPPED" and t, WAIT,
                          what="r2's last task to exit")
-    # A container labelled after r2 stopped is started a whole interval after it was made,
-    # by a round that no longer restarted r2.
-    ctr("containers", "create", "--label", f"{STATUS}=running", IMAGE, "m2", "sleep", "1000")
-    eventually(lambda: (t := ctr.task("m2")) is not None and t[1] == "RUNNING", WAIT,
-               what="the monitor to start m2")
+    ctr.monitor_round_done("m")
     assert ctr.task("r2") == stopped
+
+
+def test_paused_task_is_left_alone(ctr: Ctr) -> None:
+    """containerd 1.6 would kill and recreate it; 1.7 leaves it (containerd issue #8095)."""
+    ctr("run", "-d", "--label", f"{STATUS}=running", IMAGE, "p1", "sleep", "1000")
+    ctr("tasks", "pause", "p1")
+    paused = ctr.task("p1")
+    assert paused is not None and paused[1] == "PAUSED"
+    ctr.monitor_round_done("m")
+    assert ctr.task("p1") == paused
+    ctr("tasks", "resume", "p1")
 
 
 @pytest.mark.parametrize("label", ["loguri", "logpath"])
