@@ -136,7 +136,7 @@ class RestartMonitor:
             elif desired == STOPPED and status is not None:
                 await self._kill(namespace, container.id)
                 log.info("restart monitor stopped task", namespace=namespace, id=container.id)
-        except (LaminaError, OSError, TimeoutError) as exc:
+        except Exception as exc:  # noqa: BLE001 - one container's failure must not end the round
             log.error("restart monitor apply change", namespace=namespace, id=container.id,
                       desired=desired, error=str(exc))
 
