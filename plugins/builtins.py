@@ -20,4 +20,5 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "lamina.plugins.differ",
     "lamina.plugins.services.diff",
     "lamina.plugins.cri.plugin",
+    "lamina.plugins.restart",
 )

@@ -54,10 +54,12 @@ def _open_fifo_pair_for_read(path: str) -> tuple[int, int]:
 
 
 def _open_target(path: str, *, for_write: bool) -> tuple[int, int]:
-    """A FIFO as above, or a regular file/device (``binary://`` and ``file://``
-    are not supported; plain paths to files are opened directly)."""
+    """A FIFO as above, or a regular file/device: plain paths to files are opened
+    directly, and a ``file://`` URI's file is made with its directories, as
+    containerd's shim does (pkg/process/io.go); ``binary://`` is not supported."""
     if path.startswith("file://"):
         path = path[len("file://"):]
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     try:
         is_fifo = stat.S_ISFIFO(os.stat(path).st_mode)
     except FileNotFoundError:

@@ -44,6 +44,9 @@ plugin_dir = ""
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "/opt/containerd"
+
+[plugins."io.containerd.internal.v1.restart"]
+  interval = "10s"
 """
 IGNORED = ("oom_score", "plugin_dir", "debug.address", "timeouts",
            'plugins."io.containerd.grpc.v1.cri-like"', 'plugins."io.containerd.internal.v1.opt"')

@@ -11,7 +11,8 @@ import pytest
 
 from lamina.core import config
 from lamina.core.errors import InvalidArgument
-from lamina.core.registry import Registration
+from lamina.core.registry import Registration, Registry
+from lamina.plugins.restart import RestartConfig, lamina_register_plugins
 
 
 @dataclass(kw_only=True)
@@ -122,3 +123,16 @@ def test_proxy_plugins_register_as_their_type() -> None:
         registrations({"x": config.ProxyPluginConfig(type="snapshot")})
     with pytest.raises(InvalidArgument, match="unknown config key 'proxy_plugins.x.adress'"):
         config.from_table(config.DaemonConfig, {"proxy_plugins": {"x": {"adress": "/a"}}})
+
+
+def test_restart_monitor_table_is_its_plugins() -> None:
+    """containerd's ``[plugins."io.containerd.internal.v1.restart"]`` is no longer ignored; a typo in it is refused."""
+    registry = Registry()
+    lamina_register_plugins(registry)
+    uri = "io.containerd.internal.v1.restart"
+    cfg = config.from_table(config.DaemonConfig, {"plugins": {uri: {"interval": "1s"}}})
+    assert config.plugin_configs(cfg, registry.registrations())[uri] == RestartConfig(interval="1s")
+    assert config.ignored_parts(cfg, registry.registrations()) == []
+    typo = config.from_table(config.DaemonConfig, {"plugins": {uri: {"intervall": "1s"}}})
+    with pytest.raises(InvalidArgument, match=f'plugins."{uri}".intervall'):
+        config.plugin_configs(typo, registry.registrations())
