@@ -7,8 +7,10 @@ line to ``<pod log_directory>/<container log_path>`` as
 ``max_container_log_line_size`` goes out as parts tagged ``P`` and its end
 ``F``; what is left when a stream ends counts as a whole line.  One thread
 per container polls both FIFOs and writes the file, so the event loop never
-touches the output.  ReopenContainerLog makes it reopen the path (the
-kubelet renamed the file to rotate it).
+touches the output.  ReopenContainerLog reopens the path (the kubelet
+renamed the file to rotate it) in the caller's thread, under the lock the
+copier writes under, so the new file exists when the call answers, as
+containerd's ``pkg/cri/server/container_log_reopen.go`` has it.
 
 Across a daemon restart: the shim keeps a read end of each FIFO open, so the
 container never gets EPIPE while no daemon reads; its output waits in the
@@ -84,7 +86,7 @@ class ContainerLogger:
         self._log_path = log_path
         self._fds = {open_fifo(path): LineSplitter(stream, max_len) for stream, path in fifos.items()}
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self._reopen = threading.Event()
+        self._file_lock = threading.Lock()
         self._closing = threading.Event()
         self.done = threading.Event()
         self._file: int | None = None
@@ -94,8 +96,10 @@ class ContainerLogger:
         self._thread.start()
 
     def reopen(self) -> None:
-        self._reopen.set()
-        os.write(self._wake_w, b"r")
+        """Open the log path anew; blocking (run it off the event loop), done when it returns."""
+        with self._file_lock:
+            if not self.done.is_set():
+                self._open_file()
 
     def close(self) -> None:
         """Stop reading (the container is being removed); what was read is written."""
@@ -112,21 +116,25 @@ class ContainerLogger:
             self._file = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
     def _write(self, lines: list[bytes]) -> None:
-        if self._file is not None and lines:
-            os.write(self._file, b"".join(lines))
+        with self._file_lock:
+            if self._file is not None and lines:
+                os.write(self._file, b"".join(lines))
 
     def _run(self) -> None:
         try:
-            self._open_file()
+            with self._file_lock:
+                self._open_file()
             self._copy()
         except OSError as exc:
             log.error("container log copy failed", id=self._id, path=self._log_path, error=str(exc))
         finally:
             for fd in (*self._fds, self._wake_r, self._wake_w):
                 os.close(fd)
-            if self._file is not None:
-                os.close(self._file)
-            self.done.set()
+            with self._file_lock:
+                if self._file is not None:
+                    os.close(self._file)
+                    self._file = None
+                self.done.set()
 
     def _copy(self) -> None:
         poller = select.poll()
@@ -138,9 +146,6 @@ class ContainerLogger:
                 if fd == self._wake_r:
                     with contextlib.suppress(BlockingIOError):
                         os.read(self._wake_r, 64)
-                    if self._reopen.is_set():
-                        self._reopen.clear()
-                        self._open_file()
                     continue
                 data = os.read(fd, READ_SIZE) if events & (select.POLLIN | select.POLLHUP) else b""
                 if data:

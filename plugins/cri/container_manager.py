@@ -349,7 +349,7 @@ class CriContainers:
 
     async def reopen_log(self, container_id: str) -> None:
         container = await self._get(container_id)
-        if not self._running.reopen_log(container.id):
+        if not await asyncio.to_thread(self._running.reopen_log, container.id):
             raise FailedPrecondition("container is not running")
 
     async def exec_sync(self, container_id: str, cmd: list[str], timeout: float) -> ExecResult:

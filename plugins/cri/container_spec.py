@@ -21,6 +21,7 @@ applied (the host has no SELinux).
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
 from collections.abc import Mapping, Sequence
@@ -97,14 +98,15 @@ def _args(config: Mapping[str, Any], image: Mapping[str, Any]) -> list[str]:
 
 
 def _capabilities(spec: dict[str, Any], caps: Mapping[str, Any]) -> None:
-    """``WithCapabilities``: ``ALL`` adds or drops every capability; names come without ``CAP_``."""
+    """``WithCapabilities``: names come without ``CAP_``; ``ALL`` drops every capability, or adds
+    the daemon's own (``c.allCaps`` in ``pkg/cri/server/service_linux.go``): runc cannot grant more."""""
     def names(key: str) -> list[str]:
         return [c.upper() if c.upper().startswith("CAP_") else f"CAP_{c.upper()}" for c in caps.get(key) or ()]
 
     current = list(spec["process"]["capabilities"]["bounding"])
     added, dropped = names("add_capabilities"), names("drop_capabilities")
     if "CAP_ALL" in added:
-        current = list(ALL_CAPS)
+        current = list(current_caps())
     if "CAP_ALL" in dropped:
         current = []
     for cap in added:
@@ -116,11 +118,12 @@ def _capabilities(spec: dict[str, Any], caps: Mapping[str, Any]) -> None:
     spec["process"]["capabilities"] = {key: list(current) for key in CAP_SETS}
 
 
-def current_caps() -> list[str]:
-    """``WithAllCurrentCapabilities``: the bounding set the daemon itself runs with."""
+@functools.cache
+def current_caps() -> tuple[str, ...]:
+    """``WithAllCurrentCapabilities``: the bounding set the daemon itself runs with (read once)."""
     with open("/proc/self/status") as f:
         bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
-    return [name for bit, name in enumerate(ALL_CAPS) if bounding >> bit & 1]
+    return tuple(name for bit, name in enumerate(ALL_CAPS) if bounding >> bit & 1)
 
 
 def _mount(destination: str, source: str, readonly: bool, propagation: str = "rprivate") -> dict[str, Any]:
@@ -273,7 +276,7 @@ def container_spec(given: SpecInput) -> dict[str, Any]:
     if security.get("privileged"):
         if not pod.privileged:
             raise InvalidArgument("no privileged container allowed in sandbox")
-        process["capabilities"] = {key: current_caps() for key in CAP_SETS}
+        process["capabilities"] = {key: list(current_caps()) for key in CAP_SETS}
         linux["maskedPaths"], linux["readonlyPaths"] = [], []
         linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
         for m in s["mounts"]:

@@ -302,7 +302,7 @@ def test_update_resources_and_reopen_the_log(node: CriNode, pod: tuple[str, pb.P
 
     os.rename(status.log_path, f"{status.log_path}.1")
     node.runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=container))
-    eventually(lambda: os.path.exists(status.log_path), what="the reopened log file")
+    assert os.path.exists(status.log_path), "ReopenContainerLog answers once the new file exists"
     node.runtime.StopContainer(pb.StopContainerRequest(container_id=container, timeout=1))
     with pytest.raises(grpc.RpcError) as caught:
         node.runtime.ReopenContainerLog(pb.ReopenContainerLogRequest(container_id=container))
@@ -334,6 +334,14 @@ def test_security_context_devices_and_oom_score(node: CriNode, pod: tuple[str, p
     assert score == max(-500, floor)  # restrict_oom_score_adj is on in this node's config
 
 
+def test_adding_all_capabilities_grants_the_daemons_own(node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) -> None:
+    security = pb.LinuxContainerSecurityContext(capabilities=pb.Capability(add_capabilities=["ALL"]))
+    container = _create(node, pod, "allcaps", "exec sleep 600",
+                        linux=pb.LinuxContainerConfig(security_context=security))
+    _start(node, container)  # runc refused a capability the daemon lacks when ALL meant every known one
+    with open("/proc/self/status") as f:
+        bounding = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
+    assert int(_status_field(node, container, "CapEff"), 16) == int(bounding, 16)
 def test_a_tty_container_logs_its_terminal_as_stdout(node: CriNode, pod: tuple[str, pb.PodSandboxConfig]) -> None:
     container = _create(node, pod, "tty", "test -t 1 && echo on-a-tty", tty=True, stdin=True)
     _start(node, container)

@@ -9,6 +9,7 @@ import pytest
 from lamina.core.errors import InvalidArgument
 from lamina.plugins.cri.container_spec import (
     ALL_CAPS,
+    CAP_SETS,
     SpecInput,
     User,
     container_spec,
@@ -75,9 +76,20 @@ def test_privileged_needs_a_privileged_pod() -> None:
     with pytest.raises(InvalidArgument, match="no privileged container allowed in sandbox"):
         _spec(privileged)
     spec = _spec(privileged, {"linux": {"security_context": {"privileged": True}}})
-    assert spec["process"]["capabilities"]["bounding"] == current_caps()
+    assert spec["process"]["capabilities"]["bounding"] == list(current_caps())
     assert set(current_caps()) <= set(ALL_CAPS)
     assert spec["linux"]["maskedPaths"] == [] and spec["linux"]["readonlyPaths"] == []
+
+
+def test_add_all_capabilities_is_the_daemons_own() -> None:
+    """runc cannot grant a capability the daemon lacks, so ALL means the daemon's bounding set."""
+    def caps(**change: list[str]) -> dict[str, list[str]]:
+        return _spec({"linux": {"security_context": {"capabilities": change}}})["process"]["capabilities"]
+
+    assert caps(add_capabilities=["ALL"]) == {key: list(current_caps()) for key in CAP_SETS}
+    assert caps(add_capabilities=["all"], drop_capabilities=["CHOWN"])["bounding"] == [
+        c for c in current_caps() if c != "CAP_CHOWN"]
+    assert caps(drop_capabilities=["ALL"], add_capabilities=["NET_RAW"])["effective"] == ["CAP_NET_RAW"]
 
 
 def test_resources() -> None:
